@@ -1,0 +1,151 @@
+"""Notebook parameters: one `parameters` cell of literal defaults, checked and resolved here.
+
+The single source of truth for a notebook's parameters is its own cell tagged `parameters`
+(ALL_CAPS = literal, a comment per line; `[a|b|c]` in the comment lists the allowed values).
+`setup(globals(), "01_ffnn")` then
+  * rejects unknown or mistyped names (papermill itself only warns), with a suggestion;
+  * checks types against the defaults and allowed values against the `[a|b]` lists;
+  * resolves PROFILE (`auto` -> `gpu` with CUDA else `cpu`) and fills every parameter left at its
+    default from the profile's presets in `lib/profiles.py` (a value you set always wins);
+  * seeds everything, sets offline mode for offline profiles, and creates the run's output folder.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import random
+import re
+import time
+from pathlib import Path
+
+from lib import paths
+from lib.errors import LabError
+
+_ALLOWED = re.compile(r"\[([^\]]*\|[^\]]*)\]")
+
+
+class Params(dict):
+    """Resolved parameters; read as P.NAME or P["NAME"]. Extra run facts live in P.meta."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
+def parameters_cell(notebook: str | Path) -> tuple[dict, dict]:
+    """Parse a notebook's `parameters` cell -> ({name: default}, {name: allowed values or None})."""
+    path = Path(notebook)
+    if not path.suffix:
+        path = paths.NOTEBOOKS / f"{notebook}.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise LabError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    src = "".join(cells[0]["source"])
+    lines = src.splitlines()
+    defaults, allowed = {}, {}
+    for node in ast.parse(src).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise LabError(f"{path}: parameters cell line {node.lineno}: only `NAME = literal` assignments allowed")
+        name = node.targets[0].id
+        try:
+            defaults[name] = ast.literal_eval(node.value)
+        except ValueError:
+            raise LabError(f"{path}: parameters cell line {node.lineno}: {name} must be a literal") from None
+        comment = lines[node.lineno - 1].partition("#")[2]
+        m = _ALLOWED.search(comment)
+        allowed[name] = [_literal_or_word(v) for v in m.group(1).split("|")] if m else None
+    return defaults, allowed
+
+
+def _literal_or_word(text: str):
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def _type_ok(value, default) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+
+
+def resolve(given: dict, notebook: str) -> Params:
+    """Check `given` (the notebook's globals or any dict) against the notebook's parameters cell."""
+    from lib import profiles
+
+    defaults, allowed = parameters_cell(notebook)
+    given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        hints = []
+        for u in unknown:
+            close = difflib.get_close_matches(u, defaults, n=1)
+            hints.append(f"{u}" + (f" (did you mean {close[0]}?)" if close else ""))
+        raise LabError(f"notebook {notebook}: unknown parameter(s): {', '.join(hints)}. "
+                       f"Known: {', '.join(sorted(defaults))}")
+    values = {**defaults, **given}
+    profile = values.get("PROFILE", "auto")
+    if profile == "auto":
+        profile = "gpu" if _cuda() else "cpu"
+    presets = profiles.presets(notebook, profile)
+    bad_preset = sorted(set(presets) - set(defaults))
+    if bad_preset:
+        raise LabError(f"lib/profiles.py: preset for {notebook}/{profile} names unknown parameter(s) {bad_preset}")
+    for k, v in presets.items():
+        if k not in given or given[k] == defaults[k]:  # left at its default -> the profile decides
+            values[k] = v
+    values["PROFILE"] = profile
+    for k, v in values.items():
+        if not _type_ok(v, defaults[k]):
+            raise LabError(f"notebook {notebook}: parameter {k}={v!r} should be a {type(defaults[k]).__name__} "
+                           f"like its default {defaults[k]!r}")
+        if allowed[k] is not None and v not in allowed[k] and not (k == "PROFILE" and v in ("cpu", "gpu")):
+            raise LabError(f"notebook {notebook}: parameter {k}={v!r} is not one of {allowed[k]}")
+    return Params(values)
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed)
+    try:
+        import torch
+        torch.manual_seed(seed)
+        torch.cuda.manual_seed_all(seed)
+    except ImportError:
+        pass
+
+
+def setup(ns: dict, notebook: str) -> Params:
+    """Resolve a notebook's parameters (see module doc) and prepare the run. Returns P."""
+    P = resolve(ns, notebook)
+    if P.PROFILE in ("cpu", "smoke"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline profiles never try the network
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    seed_everything(P.get("SEED", 0))
+    out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / "interactive")
+    out.mkdir(parents=True, exist_ok=True)
+    P.meta = {"notebook": notebook, "out": out, "t0": time.time()}
+    P.out = out
+    return P

@@ -1,0 +1,193 @@
+"""The batch runner behind run_all.sh: execute notebooks with papermill, render HTML, build outputs/index.html.
+
+    python -m lib.runner [--profile auto|smoke|cpu|gpu] [--only 01_ffnn ...] [--list] [--data-dir DIR]
+
+Each run goes to outputs/<notebook>/<run>/: notebook.ipynb (executed), report.html, metrics.json, figures/*.png,
+submission.csv where it applies, run.json (status, elapsed, error). A run is written into a temporary folder and
+swapped in at the end, so an interrupted run never leaves a half-old, half-new folder. A failing notebook does
+not stop the others; its partial notebook and HTML are kept, it is listed in index.html, and the exit code is 1.
+"""
+from __future__ import annotations
+
+import argparse
+import html
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from lib import paths, profiles
+
+QUIET_ENV = {  # batch runs: no progress bars or chatter inside the HTML reports
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "DATASETS_VERBOSITY": "error",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONWARNINGS": "ignore",
+}
+
+
+def resolve_profile(profile: str) -> str:
+    if profile != "auto":
+        return profile
+    try:
+        import torch
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def plan(profile: str, only: list[str] | None = None) -> list[tuple[str, str, dict]]:
+    runs = profiles.RUNS[profile]
+    if only:
+        known = {nb for nb, _, _ in runs}
+        unknown = [o for o in only if not any(nb == o or nb.startswith(o + "_") or nb.split("_", 1)[-1] == o
+                                              for nb in known)]
+        if unknown:
+            raise SystemExit(f"--only {', '.join(unknown)}: no such experiment in profile {profile}; "
+                             f"known: {', '.join(sorted(known))}")
+        runs = [r for r in runs if any(r[0] == o or r[0].startswith(o + "_") or r[0].split("_", 1)[-1] == o
+                                       for o in only)]
+    return runs
+
+
+def render_html(nb_path: Path, html_path: Path) -> None:
+    import nbformat
+    from nbconvert import HTMLExporter
+    nb = nbformat.read(nb_path, as_version=4)
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    html_path.write_text(body, encoding="utf-8")
+
+
+def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str) -> dict:
+    """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced). Returns its run.json record."""
+    import papermill as pm
+    logging.getLogger("papermill").setLevel(logging.ERROR)
+
+    final = paths.OUTPUTS / notebook / run
+    tmp = final.parent / f".{run}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    parameters = {"PROFILE": profile, "OUTPUT_DIR": str(tmp), **params}
+    if data_dir:
+        parameters["DATA_DIR"] = data_dir
+    t0 = time.time()
+    status, error = "ok", None
+    os.environ.update(QUIET_ENV)
+    try:
+        pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
+                            parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                            log_output=False, kernel_name="python3")
+    except pm.PapermillExecutionError as e:
+        status, error = "failed", f"{e.ename}: {e.evalue}".strip()
+    except Exception as e:  # noqa: BLE001 - kernel death, timeouts ...: recorded, the other runs go on
+        status, error = "failed", f"{type(e).__name__}: {e}"
+    elapsed = time.time() - t0
+    if (tmp / "notebook.ipynb").exists():
+        try:
+            render_html(tmp / "notebook.ipynb", tmp / "report.html")
+        except Exception as e:  # noqa: BLE001
+            error = (error or "") + f" (HTML rendering failed: {e})"
+    metrics = tmp / "metrics.json"
+    if metrics.exists():  # the notebook saw the temporary folder; record where the run really lives
+        m = json.loads(metrics.read_text())
+        m["params"]["OUTPUT_DIR"] = str(final)
+        metrics.write_text(json.dumps(m, indent=2))
+    rec = {"notebook": notebook, "run": run, "profile": profile, "status": status, "error": error,
+           "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)}}
+    (tmp / "run.json").write_text(json.dumps(rec, indent=2))
+    old = final.parent / f".{run}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    return rec
+
+
+def _fmt(v):
+    return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+
+
+def build_index(out: Path = paths.OUTPUTS) -> Path:
+    """outputs/index.html: every run folder found, with headline metrics beside the study's numbers and links."""
+    rows = []
+    for run_json in sorted(out.glob("*/*/run.json")):
+        d = run_json.parent
+        rec = json.loads(run_json.read_text())
+        m = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
+        rows.append((d, rec, m))
+    failed = [r for _, r, _ in rows if r["status"] != "ok"]
+    parts = ["<!doctype html><meta charset='utf-8'><title>NLP fine-tuning lab: results</title>",
+             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
+             "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
+             "vertical-align:top}th{background:#f3f3f3}.failed{background:#fde2e2}.study{color:#555;font-size:12px}"
+             "img{height:70px;margin:2px;border:1px solid #ddd}</style>",
+             "<h1>NLP fine-tuning lab: results</h1>",
+             f"<p>{len(rows)} runs; generated {time.strftime('%Y-%m-%d %H:%M:%S')}. Scores are on labelled "
+             "validation data (test labels are withheld; see each run's submission.csv).</p>"]
+    if failed:
+        parts.append("<h2>Failures</h2><ul>" + "".join(
+            f"<li><b>{html.escape(r['notebook'])}/{html.escape(r['run'])}</b>: {html.escape(str(r['error']))}</li>"
+            for r in failed) + "</ul>")
+    parts.append("<table><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>"
+                 "<th>study reports</th><th>notes</th><th>time</th><th>peak RSS</th><th>files</th></tr>")
+    for d, rec, m in rows:
+        rel = d.relative_to(out)
+        head = "<br>".join(f"{html.escape(k)}: <b>{_fmt(v)}</b>" for k, v in m.get("headline", {}).items())
+        study = "<br>".join(html.escape(", ".join(f"{k} {v}" for k, v in s.items())) for s in m.get("study", []))
+        notes = "<br>".join(html.escape(n) for n in m.get("notes", []))
+        links = [f"<a href='{rel}/report.html'>report</a>"] if (d / "report.html").exists() else []
+        links += [f"<a href='{rel}/{f}'>{f}</a>" for f in ("metrics.json", "submission.csv") if (d / f).exists()]
+        figs = "".join(f"<a href='{rel}/figures/{p.name}'><img src='{rel}/figures/{p.name}' title='{p.stem}'></a>"
+                       for p in sorted((d / "figures").glob("*.png")))
+        peak = f"{m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else ""
+        cls = " class='failed'" if rec["status"] != "ok" else ""
+        err = f"<br>{html.escape(str(rec['error']))}" if rec.get("error") else ""
+        parts.append(f"<tr{cls}><td>{html.escape(rec['notebook'])}</td><td>{html.escape(rec['run'])}</td>"
+                     f"<td>{html.escape(rec['profile'])}</td><td>{rec['status']}{err}</td><td>{head}</td>"
+                     f"<td class='study'>{study}</td><td class='study'>{notes}</td><td>{rec['elapsed_seconds']:.0f}s</td>"
+                     f"<td>{peak}</td><td>{' · '.join(links)}<br>{figs}</td></tr>")
+    parts.append("</table>")
+    index = out / "index.html"
+    index.write_text("\n".join(parts), encoding="utf-8")
+    return index
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the lab's notebooks and build HTML reports.")
+    ap.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "gpu"])
+    ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn or ffnn); repeatable")
+    ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
+    ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
+    a = ap.parse_args(argv)
+    profile = resolve_profile(a.profile)
+    runs = plan(profile, a.only)
+    if a.list:
+        for nb, run, params in runs:
+            print(f"{nb}/{run}  {json.dumps(params)}")
+        return 0
+    data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
+    print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
+    t_all, failures = time.time(), []
+    for i, (nb, run, params) in enumerate(runs, 1):
+        print(f"[{i}/{len(runs)}] {nb}/{run} ...", end=" ", flush=True)
+        rec = execute(nb, run, params, profile, data_dir)
+        print(f"{rec['status']} ({rec['elapsed_seconds']:.0f}s)" + (f": {rec['error']}" if rec["error"] else ""),
+              flush=True)
+        if rec["status"] != "ok":
+            failures.append(f"{nb}/{run}")
+    index = build_index()
+    print(f"index: {index}  (total {time.time() - t_all:.0f}s)")
+    if failures:
+        print(f"FAILED: {', '.join(failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The lab's test command: set up (as run_all.sh does), then pytest. Extra arguments go to pytest.
+# Data-dependent tests read $DATA_DIR (default: data/); they are skipped when it lacks the datasets,
+# unless LAB_REQUIRE_DATA=1 (CI), which turns a missing dataset into a failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=$(./run_all.sh --setup-only)
+exec "$PY" -m pytest tests "$@"

@@ -1,0 +1,62 @@
+"""Parameter checking (unknown names fail loudly, types, allowed values, profiles) and notebook hygiene."""
+import json
+
+import papermill as pm
+import pytest
+
+from lib import params, paths, profiles
+from lib.errors import LabError
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_unknown_parameter_fails_with_suggestion():
+    with pytest.raises(LabError, match=r"unknown parameter\(s\): EPOCH \(did you mean EPOCHS\?\)"):
+        params.resolve({"EPOCH": 3}, "01_ffnn")
+
+
+def test_type_and_allowed_values_checked():
+    with pytest.raises(LabError, match="should be a int"):
+        params.resolve({"EPOCHS": "ten", "PROFILE": "cpu"}, "01_ffnn")
+    with pytest.raises(LabError, match=r"SPLIT='random' is not one of \['kfold', 'dev'\]"):
+        params.resolve({"SPLIT": "random", "PROFILE": "cpu"}, "01_ffnn")
+    with pytest.raises(LabError, match="PROFILE='fast'"):
+        params.resolve({"PROFILE": "fast"}, "01_ffnn")
+
+
+def test_profile_presets_fill_defaults_but_explicit_values_win():
+    defaults, _ = params.parameters_cell("01_ffnn")
+    smoke = profiles.presets("01_ffnn", "smoke")
+    assert smoke, "the smoke profile must shrink the FFNN run"
+    P = params.resolve({"PROFILE": "smoke"}, "01_ffnn")
+    assert all(P[k] == v for k, v in smoke.items())
+    P = params.resolve({"PROFILE": "smoke", "MAX_TRAIN_SAMPLES": 123}, "01_ffnn")
+    assert P.MAX_TRAIN_SAMPLES == 123
+    P = params.resolve({"PROFILE": "cpu"}, "01_ffnn")
+    assert P.EPOCHS == defaults["EPOCHS"] and P.PROFILE == "cpu"
+    assert params.resolve({}, "01_ffnn").PROFILE in ("cpu", "gpu")  # auto resolves
+
+
+def test_every_preset_and_run_names_real_parameters():
+    for profile, runs in profiles.RUNS.items():
+        for nb, run, extra in runs:
+            defaults, _ = params.parameters_cell(nb)
+            assert set(extra) <= set(defaults), f"{profile}:{nb}/{run} passes unknown {set(extra) - set(defaults)}"
+            assert set(profiles.presets(nb, profile)) <= set(defaults)
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_committed_clean(nb):
+    data = json.loads(nb.read_text())
+    for c in data["cells"]:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None, f"{nb.name} has outputs"
+    tagged = [c for c in data["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1
+    defaults, _ = params.parameters_cell(nb)
+    # papermill must read every parameter (a comment with '=' breaks its parser) and every line needs a comment
+    assert set(pm.inspect_notebook(str(nb))) == set(defaults)
+    for line in "".join(tagged[0]["source"]).splitlines():
+        assert "#" in line, f"{nb.name}: parameter line without a comment: {line}"
+    first_code = next(c for c in data["cells"] if c["cell_type"] == "code")
+    assert 'if "google.colab" in sys.modules' in "".join(first_code["source"]), "Colab-only install cell first"

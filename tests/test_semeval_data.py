@@ -1,0 +1,75 @@
+"""E-c loading on the real files, bad-row errors (file + line), submissions and their scoring."""
+import numpy as np
+import pytest
+
+from lib import semeval
+from lib.errors import LabError
+
+HEAD = "\t".join(semeval.HEADER)
+ROW = "2017-En-1\tI am so happy\t0\t0\t0\t0\t1\t0\t1\t0\t0\t0\t0"
+
+
+def write(tmp_path, lines, name="f.txt"):
+    p = tmp_path / name
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
+
+
+def test_real_files_row_counts(data_dir):
+    tr, dev, te = (semeval.load(s, str(data_dir)) for s in ("train", "dev", "test"))
+    assert (len(tr.df), len(dev.df), len(te.df)) == (6838, 886, 3259)
+    assert tr.labelled and dev.labelled and not te.labelled
+    assert set(np.unique(tr.y)) == {0.0, 1.0}
+    assert np.isnan(te.y).all()  # withheld test labels (NONE, CRLF file)
+    assert int((tr.y.sum(1) == 0).sum()) == 204  # all-zero rows, as the data README says
+
+
+@pytest.mark.parametrize("bad_row, needle", [
+    ("2017-En-2\ttoo few\t0\t1", "expected 13 tab-separated columns"),
+    ("2017-En-2\tlabel two\t0\t0\t0\t0\t2\t0\t1\t0\t0\t0\t0", "label joy='2'"),
+    ("2017-En-1\tsame id\t0\t0\t0\t0\t1\t0\t1\t0\t0\t0\t0", "duplicate ID 2017-En-1 (first seen on line 2)"),
+    ("2017-En-3\t   \t0\t0\t0\t0\t1\t0\t1\t0\t0\t0\t0", "empty tweet text"),
+])
+def test_bad_rows_cite_file_and_line(tmp_path, bad_row, needle):
+    p = write(tmp_path, [HEAD, ROW, bad_row])
+    with pytest.raises(LabError) as e:
+        semeval.parse_file(p, labelled=True)
+    assert f"{p}:3" in str(e.value) and needle in str(e.value)
+
+
+def test_wrong_header(tmp_path):
+    p = write(tmp_path, [HEAD.replace("anger", "angry"), ROW])
+    with pytest.raises(LabError, match=r"f.txt:1: wrong header"):
+        semeval.parse_file(p)
+
+
+def test_drop_mode_counts_bad_rows(tmp_path):
+    p = write(tmp_path, [HEAD, ROW, "2017-En-2\ttoo few\t0", "2017-En-1\tdup\t0\t0\t0\t0\t1\t0\t1\t0\t0\t0\t0",
+                         ROW.replace("En-1", "En-9")])
+    s = semeval.parse_file(p, labelled=True, on_bad="drop")
+    assert len(s.df) == 2 and [line for line, _ in s.dropped] == [3, 4]
+
+
+def test_missing_file_names_folder_and_how_to_get(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(LabError) as e:
+        semeval.load("train", str(tmp_path))
+    msg = str(e.value)
+    assert "2018-E-c-En-train.txt" in msg and str(tmp_path / "semeval2018_ec") in msg and "To fix" in msg
+
+
+def test_submission_roundtrip_and_score(tmp_path):
+    gold = write(tmp_path, [HEAD, ROW, ROW.replace("En-1", "En-2").replace("\t1\t0\t1", "\t0\t0\t0")], "gold.txt")
+    g = semeval.parse_file(gold, labelled=True)
+    sub = semeval.write_submission(g.df["ID"], g.y.astype(int), tmp_path / "submission.csv")
+    assert sub.read_text().splitlines()[0] == "ID," + ",".join(semeval.EMOTIONS)
+    rep = semeval.score_submission(sub, gold)
+    assert rep["jaccard"] == 1.0
+    assert semeval.main([str(sub), str(gold)]) == 0
+
+
+def test_bad_submission_cites_line(tmp_path):
+    p = tmp_path / "s.csv"
+    p.write_text("ID," + ",".join(semeval.EMOTIONS) + "\n" + "x," + ",".join(["0"] * 10) + ",7\n")
+    with pytest.raises(LabError, match=r"s.csv:2: labels must be 0/1"):
+        semeval.read_submission(p)

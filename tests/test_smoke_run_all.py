@@ -1,0 +1,72 @@
+"""The real entry point at smoke size: ./run_all.sh --profile smoke on the real data, then check every output."""
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from lib import profiles, paths
+
+ROOT = paths.ROOT
+
+
+@pytest.fixture(scope="module")
+def smoke_outputs(data_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("outputs")
+    env = {**os.environ, "LAB_OUTPUTS": str(out), "LAB_PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--data-dir", str(data_dir)],
+                          env=env, capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, f"run_all.sh failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
+    return out, proc.stdout
+
+
+@pytest.mark.parametrize("nb,run", [(nb, run) for nb, run, _ in profiles.RUNS["smoke"]])
+def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
+    out, stdout = smoke_outputs
+    d = out / nb / run
+    assert f"{nb}/{run} ... ok" in stdout  # one progress line per notebook
+    for f in ("notebook.ipynb", "report.html", "metrics.json", "run.json"):
+        assert (d / f).is_file(), f"missing {d / f}"
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["profile"] == "smoke" and m["params"]["OUTPUT_DIR"] == str(d)
+    assert m["headline"], "no headline metrics"
+    for k, v in m["headline"].items():
+        assert isinstance(v, (int, float)) and math.isfinite(v), f"{k}={v}"
+        if any(s in k for s in ("f1", "jaccard", "acc", "em")):
+            assert 0.0 <= v <= 1.0 or 0 <= v <= 100, f"{k}={v} out of range"
+    for k in ("wall_seconds", "peak_rss_mb", "versions", "git_commit", "params"):
+        assert k in m
+    assert list((d / "figures").glob("*.png")), "no figures"
+    html = (d / "report.html").read_text()
+    assert "<html" in html.lower() and "Traceback" not in html and "it/s]" not in html  # no progress-bar spam
+    if (d / "submission.csv").exists() or nb[:2] in ("01", "02", "03"):
+        with open(d / "submission.csv", newline="") as f:
+            rows = list(csv.reader(f))
+        assert rows[0][0] == "ID" and len(rows[0]) == 12
+        assert len(rows) - 1 == 3259 and len({r[0] for r in rows[1:]}) == 3259
+        assert all(v in ("0", "1") for r in rows[1:] for v in r[1:])
+
+
+def test_index_lists_every_run(smoke_outputs):
+    out, _ = smoke_outputs
+    index = (out / "index.html").read_text()
+    for nb, run, _ in profiles.RUNS["smoke"]:
+        assert f"{nb}/{run}/report.html" in index
+
+
+def test_failing_notebook_is_reported_and_others_continue(data_dir, tmp_path):
+    """A bad parameter makes one run fail: its partial notebook/HTML are kept, index lists it, exit code 1."""
+    env = {**os.environ, "LAB_OUTPUTS": str(tmp_path)}
+    code = ("import sys; from lib import runner, profiles; "
+            "profiles.RUNS['smoke'] = [('01_ffnn', 'bad', {'SPLIT': 'nope'}), ('01_ffnn', 'good', {})]; "
+            f"sys.exit(runner.main(['--profile', 'smoke', '--data-dir', {str(data_dir)!r}]))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1 and "FAILED: 01_ffnn/bad" in proc.stderr
+    assert "SPLIT='nope' is not one of" in proc.stdout
+    bad = json.loads((tmp_path / "01_ffnn" / "bad" / "run.json").read_text())
+    assert bad["status"] == "failed" and (tmp_path / "01_ffnn" / "bad" / "report.html").exists()
+    assert json.loads((tmp_path / "01_ffnn" / "good" / "run.json").read_text())["status"] == "ok"
+    assert "Failures" in (tmp_path / "index.html").read_text()
