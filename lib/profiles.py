@@ -14,17 +14,28 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cpu": {},
         "gpu": {},
     },
+    "02_encoders": {
+        "smoke": {"EPOCHS": 1, "MAX_STEPS": 3, "MAX_TRAIN_SAMPLES": 96, "MAX_EVAL_SAMPLES": 64, "BATCH_SIZE": 16},
+        "cpu": {"EPOCHS": 2, "MAX_LENGTH": 64},  # 2 epochs fit the lab's 60-minute CPU budget (see the report)
+        "gpu": {"MODEL": "distilroberta-base"},
+    },
 }
 
 # run_all.sh: per profile, the runs to make: (notebook, run name, parameters beyond the profile's presets).
+_NAIVE = {"CLASS_WEIGHTS": False, "THRESHOLDS": "fixed", "FIXED_THRESHOLD": 0.5}  # the study's naive setting
 _FFNN_RUNS = [
-    ("01_ffnn", "naive", {"CLASS_WEIGHTS": False, "THRESHOLDS": "fixed", "FIXED_THRESHOLD": 0.5}),
+    ("01_ffnn", "naive", _NAIVE),
     ("01_ffnn", "improved", {}),
 ]
+_ENCODER_CPU = [("02_encoders", "minilm-naive", _NAIVE), ("02_encoders", "minilm-improved", {})]
+_ENCODER_GPU = [("02_encoders", "roberta-base-naive", {"MODEL": "roberta-base", **_NAIVE}),
+                ("02_encoders", "distilbert-base-uncased", {"MODEL": "distilbert-base-uncased", "THRESHOLDS": "global"}),
+                ("02_encoders", "distilroberta-base", {"MODEL": "distilroberta-base"}),
+                ("02_encoders", "modernbert-base", {"MODEL": "answerdotai/ModernBERT-base"})]
 RUNS: dict[str, list[tuple[str, str, dict]]] = {
-    "smoke": [*_FFNN_RUNS],
-    "cpu": [*_FFNN_RUNS],
-    "gpu": [*_FFNN_RUNS],
+    "smoke": [*_FFNN_RUNS, *_ENCODER_CPU],
+    "cpu": [*_FFNN_RUNS, *_ENCODER_CPU],
+    "gpu": [*_FFNN_RUNS, *_ENCODER_GPU],
 }
 
 

@@ -1,0 +1,118 @@
+"""Benchmarks, measured in one run on the machine at hand (ratios, not absolute targets in tests).
+
+    python -m lib.bench encoder [--model all-MiniLM-L6-v2] [--steps 20] [--batch-size 32] [--max-length 128]
+
+encoder: training throughput of the encoder path with the lab's collation (length-grouped batches, dynamic
+padding) vs every batch padded to max_length, on the E-c training tweets; and the machine's matmul FLOP/s vs the
+training step's achieved model FLOP/s (6 x non-embedding parameters x real tokens, plus attention).
+Run it on a quiet machine: a second busy process slows torch several-fold.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+
+def matmul_flops(n: int = 1024, repeats: int = 20, dtype=torch.float32) -> float:
+    """Measured dense matmul FLOP/s (best of `repeats`) on the current device."""
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        a @ b
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def model_flops_per_token(model, seq_len: float) -> float:
+    """Training FLOPs per token: 6 x non-embedding parameters + attention (6 x layers x seq x hidden x 2)."""
+    n = sum(p.numel() for name, p in model.named_parameters() if "embeddings" not in name)
+    cfg = model.config
+    attn = 6 * cfg.num_hidden_layers * 2 * seq_len * cfg.hidden_size
+    return 6 * n + attn
+
+
+def _train_steps(model, tok, ds, steps, batch_size, pad_to_max, seed):
+    from lib import encoders
+    dl = encoders.loader(tok, ds, batch_size, train=True, seed=seed, pad_to_max=pad_to_max)
+    loss_fn = encoders.bce_loss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    model.train()
+    it = iter(dl)
+    real_tokens = padded_tokens = examples = 0
+    t = None
+    for i in range(steps + 2):  # the first 2 steps warm up and are not timed
+        batch = next(it)
+        if i == 2:
+            t = time.perf_counter()
+        loss = loss_fn(model, batch)
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        if i >= 2:
+            real_tokens += int(batch["attention_mask"].sum())
+            padded_tokens += batch["input_ids"].numel()
+            examples += batch["input_ids"].shape[0]
+    sec = time.perf_counter() - t
+    return {"seconds": sec, "examples_per_s": examples / sec, "real_tokens_per_s": real_tokens / sec,
+            "padded_tokens_per_s": padded_tokens / sec, "padding_share": 1 - real_tokens / padded_tokens,
+            "mean_real_len": real_tokens / examples}
+
+
+def encoder(model_name: str, steps: int, batch_size: int, max_length: int, data_dir: str = "") -> dict:
+    from lib import emotion, encoders, semeval
+    torch.manual_seed(0)
+    tr = semeval.load("train", data_dir)
+    tok, model = encoders.create_and_prepare_model(model_name, len(emotion.EMOTIONS))
+    init = {k: v.clone() for k, v in model.state_dict().items()}
+    ds = encoders.Encoded(tok, tr.texts, tr.y, max_length)
+    ours = _train_steps(model, tok, ds, steps, batch_size, 0, 0)
+    model.load_state_dict(init)
+    padded = _train_steps(model, tok, ds, steps, batch_size, max_length, 0)
+    peak = matmul_flops()
+    achieved = ours["real_tokens_per_s"] * model_flops_per_token(model, ours["mean_real_len"])
+    return {"model": model_name, "steps": steps, "batch_size": batch_size, "max_length": max_length,
+            "threads": torch.get_num_threads(), "dynamic": ours, "pad_to_max": padded,
+            "speedup_examples_per_s": ours["examples_per_s"] / padded["examples_per_s"],
+            "matmul_flops": peak, "achieved_model_flops": achieved, "mfu_vs_matmul": achieved / peak}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m lib.bench")
+    sub = ap.add_subparsers(dest="what", required=True)
+    e = sub.add_parser("encoder", help="encoder training throughput: dynamic vs pad-to-max; achieved FLOP/s")
+    e.add_argument("--model", default="all-MiniLM-L6-v2")
+    e.add_argument("--steps", type=int, default=20)
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--max-length", type=int, default=128)
+    e.add_argument("--data-dir", default="")
+    e.add_argument("--json", default="", help="also write the results to this file")
+    a = ap.parse_args(argv)
+    r = encoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
+    d, p = r["dynamic"], r["pad_to_max"]
+    print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps, {r['threads']} threads")
+    print(f"  length-grouped dynamic padding: {d['examples_per_s']:.1f} examples/s, {d['real_tokens_per_s']:.0f} "
+          f"real tokens/s (padding {100 * d['padding_share']:.1f}%)")
+    print(f"  pad to max_length {r['max_length']}:     {p['examples_per_s']:.1f} examples/s, {p['real_tokens_per_s']:.0f} "
+          f"real tokens/s (padding {100 * p['padding_share']:.1f}%)")
+    print(f"  speed-up: {r['speedup_examples_per_s']:.2f}x  (target >= 2x)")
+    print(f"  matmul: {r['matmul_flops'] / 1e9:.1f} GFLOP/s; training step achieves {r['achieved_model_flops'] / 1e9:.1f} "
+          f"GFLOP/s of model FLOPs = {100 * r['mfu_vs_matmul']:.0f}% of matmul (target >= 50%)")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
