@@ -8,6 +8,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# pip install, quiet; pip's exit status decides (grep alone would fail the script when pip prints nothing)
+pip_quiet() {
+  local py=$1; shift
+  "$py" -m pip install -q --disable-pip-version-check "$@" 2>&1 | { grep -v '^WARNING: Location' || true; } >&2
+}
+
 setup() {
   local py
   if [ -n "${LAB_PYTHON:-}" ]; then py=$LAB_PYTHON
@@ -21,13 +27,12 @@ setup() {
   want=$(cat requirements.txt requirements-nodeps.txt | sha256sum | cut -c1-16)
   if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
     echo "set-up: installing packages into $("$py" -c 'import sys; print(sys.prefix)') (a few minutes, once)" >&2
-    local quiet=(-q --disable-pip-version-check)
     if ! "$py" -c 'import torch' 2>/dev/null; then
-      if command -v nvidia-smi >/dev/null 2>&1; then "$py" -m pip install "${quiet[@]}" torch 2>&1 | grep -v '^WARNING: Location' >&2
-      else "$py" -m pip install "${quiet[@]}" "${LAB_TORCH_SPEC:-torch==2.13.0}" 2>&1 | grep -v '^WARNING: Location' >&2; fi
+      if command -v nvidia-smi >/dev/null 2>&1; then pip_quiet "$py" torch
+      else pip_quiet "$py" "${LAB_TORCH_SPEC:-torch==2.13.0}"; fi
     fi
-    "$py" -m pip install "${quiet[@]}" -r requirements.txt 2>&1 | grep -v '^WARNING: Location' >&2
-    "$py" -m pip install "${quiet[@]}" --no-deps -r requirements-nodeps.txt 2>&1 | grep -v '^WARNING: Location' >&2
+    pip_quiet "$py" -r requirements.txt
+    pip_quiet "$py" --no-deps -r requirements-nodeps.txt
     echo "$want" > "$stamp_file"
   fi
   echo "$py"
