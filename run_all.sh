@@ -28,7 +28,7 @@ setup() {
   if [ "$(cat "$stamp_file" 2>/dev/null)" != "$want" ]; then
     echo "set-up: installing packages into $("$py" -c 'import sys; print(sys.prefix)') (a few minutes, once)" >&2
     if ! "$py" -c 'import torch' 2>/dev/null; then
-      if command -v nvidia-smi >/dev/null 2>&1; then pip_quiet "$py" torch
+      if nvidia-smi -L >/dev/null 2>&1; then pip_quiet "$py" torch
       else pip_quiet "$py" "${LAB_TORCH_SPEC:-torch==2.13.0}"; fi
     fi
     pip_quiet "$py" -r requirements.txt
