@@ -33,6 +33,7 @@ class TrainConfig:
     monitor: str = "macro_f1"      # key of evaluate()'s dict used for early stopping and best checkpoint
     mode: str = "max"              # max | min: whether larger monitor is better
     bf16: bool = True              # bf16 autocast when on CUDA (ignored on CPU)
+    lr_groups: dict = field(default_factory=dict)  # parameter-name prefix -> own peak lr (e.g. fresh heads)
 
 
 @dataclass
@@ -49,12 +50,16 @@ class History:
 
 
 def make_optimizer(model, cfg: TrainConfig):
-    decay, no_decay = [], []
+    """AdamW; no weight decay on biases and norms; parameters whose name starts with a key of cfg.lr_groups get
+    that learning rate (schedulers scale every group alike)."""
+    groups: dict[tuple, list] = {}
     for n, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in n.lower() else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+            lr = next((v for k, v in cfg.lr_groups.items() if n.startswith(k)), cfg.lr)
+            wd = 0.0 if p.ndim < 2 or "norm" in n.lower() else cfg.weight_decay
+            groups.setdefault((lr, wd), []).append(p)
+    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
+                             lr=cfg.lr)
 
 
 def make_scheduler(opt, cfg: TrainConfig, total_steps: int):
@@ -73,7 +78,8 @@ def make_scheduler(opt, cfg: TrainConfig, total_steps: int):
 def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> History:
     """Train `model`; after each epoch (and every cfg.eval_every steps) call evaluate(model); keep the best state.
 
-    The best state (by cfg.monitor) is restored into `model` at the end.
+    The best state (by cfg.monitor) of the trainable parameters is restored into `model` at the end (frozen and
+    quantised weights never change, so a 4-bit base model needs no copy).
     """
     dev = next(model.parameters()).device
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
@@ -99,7 +105,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
         better = best_val is None or (val > best_val if cfg.mode == "max" else val < best_val)
         if better:
             best_val, bad = val, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            best_state = _snapshot(model)
             hist.best = dict(rec)
         else:
             bad += 1
@@ -117,7 +123,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = loss_fn(model, batch) / cfg.grad_accum
             loss.backward()
-            running.append(float(loss) * cfg.grad_accum)
+            running.append(float(loss.detach()) * cfg.grad_accum)
             if (i + 1) % cfg.grad_accum and i + 1 != len(train_loader):
                 continue
             if cfg.clip_norm:
@@ -145,6 +151,24 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     hist.train_seconds = time.time() - t0
     hist.optimizer_steps = step
     if best_state is not None:
-        model.load_state_dict(best_state)
+        _restore(model, best_state)
     return hist
+
+
+def _snapshot(model) -> dict:
+    """CPU copies of what training can change: trainable parameters (full fine-tuning: all; LoRA: adapters + head)
+    and floating-point buffers (e.g. running statistics). Frozen and quantised weights are not copied."""
+    state = {f"p:{n}": p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
+    state.update({f"b:{n}": b.detach().to("cpu", copy=True) for n, b in model.named_buffers() if b.is_floating_point()})
+    return state
+
+
+def _restore(model, state: dict) -> None:
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if f"p:{n}" in state:
+                p.copy_(state[f"p:{n}"].to(p.device))
+        for n, b in model.named_buffers():
+            if f"b:{n}" in state:
+                b.copy_(state[f"b:{n}"].to(b.device))
 

@@ -1,0 +1,76 @@
+"""The shared training loop (lib.train.fit): best checkpoint restored, early stopping, frozen weights untouched,
+learning-rate groups and schedules."""
+import torch
+
+from lib import train
+
+
+def _setup(scores):
+    """A linear model, a fixed batch, and an evaluate() that returns the scripted scores one call at a time
+    while recording the weight at each evaluation."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1))
+    model[0].weight.requires_grad_(False)  # a frozen layer, as under LoRA
+    x, y = torch.randn(8, 4), torch.randn(8, 1)
+    batches = [(x, y)] * 2                      # two micro-batches per epoch
+    seen = []
+
+    def loss_fn(m, b):
+        return torch.nn.functional.mse_loss(m(b[0]), b[1])
+
+    def evaluate(m):
+        seen.append(m[1].weight.detach().clone())
+        return {"loss": 0.0, "macro_f1": scores[len(seen) - 1]}
+
+    return model, batches, loss_fn, evaluate, seen
+
+
+def test_best_state_is_restored_and_early_stopping_counts_patience():
+    scores = [0.1, 0.5, 0.3, 0.2, 0.9]            # best after epoch 2, then two worse: stop before the 0.9
+    model, batches, loss_fn, evaluate, seen = _setup(scores)
+    frozen = model[0].weight.detach().clone()
+    hist = train.fit(model, batches, loss_fn, evaluate,
+                     train.TrainConfig(epochs=5, lr=0.1, patience=2, scheduler="none"), log=lambda *_: None)
+    assert len(hist.evals) == 4 and hist.stopped_early
+    assert hist.best["macro_f1"] == 0.5 and hist.best["epoch"] == 2
+    assert torch.equal(model[1].weight, seen[1])          # weights of the best evaluation, not the last
+    assert not torch.equal(model[1].weight, seen[3])
+    assert torch.equal(model[0].weight, frozen)           # frozen layer never moved
+    assert hist.optimizer_steps == 8                      # 4 epochs x 2 batches
+
+
+def test_max_steps_and_eval_every():
+    model, batches, loss_fn, evaluate, seen = _setup([0.1, 0.2, 0.3, 0.4])
+    hist = train.fit(model, batches, loss_fn, evaluate,
+                     train.TrainConfig(epochs=10, lr=0.01, max_steps=3, eval_every=2, patience=0),
+                     log=lambda *_: None)
+    assert hist.optimizer_steps == 3
+    assert [e["step"] for e in hist.evals] == [2, 3]      # every 2 steps, plus once at the cap
+    assert not hist.stopped_early
+
+
+def test_grad_accum_counts_optimizer_steps():
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    hist = train.fit(model, batches, loss_fn, evaluate,
+                     train.TrainConfig(epochs=2, lr=0.01, grad_accum=2), log=lambda *_: None)
+    assert hist.optimizer_steps == 2                      # one step per epoch of 2 micro-batches
+
+
+def test_linear_warmup_schedule_shape():
+    p = torch.nn.Parameter(torch.zeros(2, 2))
+    opt = train.make_optimizer(torch.nn.ParameterList([p]), train.TrainConfig(lr=1.0))
+    sched = train.make_scheduler(opt, train.TrainConfig(lr=1.0, warmup_ratio=0.2, scheduler="linear"), 10)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step(); sched.step()
+    # 2 warmup steps: 0, 0.5; then linear decay from 1 over 8 steps: 1, 7/8, ..., 1/8
+    assert lrs[:3] == [0.0, 0.5, 1.0] and abs(lrs[-1] - 0.125) < 1e-9
+
+
+def test_weight_decay_skips_biases_and_norms():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    opt = train.make_optimizer(model, train.TrainConfig(weight_decay=0.01))
+    wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
+    assert wd[id(model[0].weight)] == 0.01
+    assert wd[id(model[0].bias)] == 0.0 and wd[id(model[1].weight)] == 0.0
