@@ -86,11 +86,16 @@ def _convert_gguf(name: str, log=print) -> Path:
     missing, unexpected = clean.load_state_dict(gm.state_dict(), strict=False)
     if [m for m in missing if "lm_head" not in m] or unexpected:
         raise LabError(f"converting {src}: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = out.with_name(f"{out.name}.tmp{os.getpid()}")  # per process: two runs may convert at once
     shutil.rmtree(tmp, ignore_errors=True)
     clean.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
-    tmp.rename(out)
+    try:
+        tmp.rename(out)
+    except OSError:
+        if not (out / "config.json").exists():  # not a finished copy from a concurrent run: a real error
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
