@@ -55,6 +55,12 @@ def plan(profile: str, only: list[str] | None = None) -> list[tuple[str, str, di
     return runs
 
 
+def _short(msg: str, limit: int = 600) -> str:
+    """One readable line for the progress output and the index; the full error stays in the report."""
+    msg = " ".join(msg.split())
+    return msg if len(msg) <= limit else msg[:limit] + " ... (full error in the report)"
+
+
 def render_html(nb_path: Path, html_path: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
@@ -83,9 +89,9 @@ def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str) 
                             parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
                             log_output=False, kernel_name="python3")
     except pm.PapermillExecutionError as e:
-        status, error = "failed", f"{e.ename}: {e.evalue}".strip()
+        status, error = "failed", _short(f"{e.ename}: {e.evalue}".strip())
     except Exception as e:  # noqa: BLE001 - kernel death, timeouts ...: recorded, the other runs go on
-        status, error = "failed", f"{type(e).__name__}: {e}"
+        status, error = "failed", _short(f"{type(e).__name__}: {e}")
     elapsed = time.time() - t0
     if (tmp / "notebook.ipynb").exists():
         try:
