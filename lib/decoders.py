@@ -1,0 +1,184 @@
+"""Decoders for classification, solved once for any model: pad token and padding side, 4-/8-bit loading
+(bitsandbytes NF4, double quantisation), k-bit preparation, LoRA; a classifier head over the last non-pad token;
+and instruct decoders that generate the label names (chat prompt, masked-prompt training, robust parsing).
+"""
+from __future__ import annotations
+
+import re
+import string
+
+import numpy as np
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, BitsAndBytesConfig
+
+from lib import models
+from lib.errors import LabError
+
+
+def prepare_tokenizer(tok, padding_side: str):
+    """Give a decoder tokenizer a pad token without resizing embeddings (reuse EOS, else UNK) and set the side.
+
+    Classification pools the last non-pad token (transformers finds it from pad_token_id), so right padding is the
+    natural choice; generation needs left padding so every prompt ends where the new tokens start.
+    """
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if tok.pad_token is None:
+        raise LabError("tokenizer has neither a pad, EOS nor UNK token; set one explicitly")
+    tok.padding_side = padding_side
+    return tok
+
+
+def quantization_config(mode: str):
+    """BitsAndBytesConfig for '4bit' (NF4, double quantisation, bf16 compute) or '8bit'; None for 'none'."""
+    if mode == "4bit":
+        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                  bnb_4bit_compute_dtype=torch.bfloat16)
+    if mode == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if mode == "none":
+        return None
+    raise LabError(f"quantization {mode!r}: expected 4bit | 8bit | none")
+
+
+def create_and_prepare_model(name: str, task: str, n_labels: int = 0, quantization: str = "4bit",
+                             lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
+                             target_modules="all-linear", gradient_checkpointing: bool = True):
+    """(tokenizer, peft model) for task 'classifier' (sequence-classification head) or 'generative' (causal LM)."""
+    from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
+    tok = prepare_tokenizer(models.load_tokenizer(name), "right" if task == "classifier" else "left")
+    qc = quantization_config(quantization)
+    kw = {"quantization_config": qc} if qc is not None else {"dtype": torch.float32}
+    if task == "classifier":
+        model = models.load_model(name, AutoModelForSequenceClassification, num_labels=n_labels,
+                                  problem_type="multi_label_classification", **kw)
+        task_type = TaskType.SEQ_CLS  # keeps the new score head trainable (modules_to_save)
+    elif task == "generative":
+        model = models.load_model(name, AutoModelForCausalLM, **kw)
+        task_type = TaskType.CAUSAL_LM
+    else:
+        raise LabError(f"task {task!r}: expected classifier | generative")
+    model.config.pad_token_id = tok.pad_token_id
+    if qc is not None:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.enable_input_require_grads()
+    cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type=task_type,
+                     target_modules=target_modules)
+    return tok, get_peft_model(model, cfg)
+
+
+# ---- generative labelling -------------------------------------------------------------------------------------
+
+SYSTEM = "You are an annotator who tags the emotions expressed in tweets."
+
+
+def user_prompt(tweet: str, labels) -> str:
+    return (f"Tweet: {tweet}\n\nWhich of these emotions does the tweet express: {', '.join(labels)}?\n"
+            "Answer with the emotions present, comma-separated, or none.")
+
+
+def answer_text(row_labels, labels) -> str:
+    names = [lab for lab, v in zip(labels, row_labels) if v >= 0.5]
+    return ", ".join(names) if names else "none"
+
+
+def chat_prompt(tok, tweet: str, labels) -> str:
+    msgs = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user_prompt(tweet, labels)}]
+    return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def sft_example(tok, tweet: str, row_labels, labels, max_length: int = 256) -> dict:
+    """input_ids/labels for supervised tuning: the loss covers only the answer and the end-of-turn token."""
+    prompt = tok(chat_prompt(tok, tweet, labels), add_special_tokens=False)["input_ids"]
+    answer = tok(answer_text(row_labels, labels) + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
+    ids = (prompt + answer)[-max_length:]
+    lab = ([-100] * len(prompt) + answer)[-max_length:]
+    return {"input_ids": ids, "labels": lab}
+
+
+def pad_sft_batch(tok, examples) -> dict:
+    """Right-pad a list of sft_example dicts (labels padded with -100)."""
+    n = max(len(e["input_ids"]) for e in examples)
+    ids = torch.full((len(examples), n), tok.pad_token_id)
+    lab = torch.full((len(examples), n), -100)
+    att = torch.zeros((len(examples), n), dtype=torch.long)
+    for i, e in enumerate(examples):
+        k = len(e["input_ids"])
+        ids[i, :k], lab[i, :k], att[i, :k] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+
+
+SYNONYMS = {"angry": "anger", "anticipating": "anticipation", "disgusted": "disgust", "fearful": "fear",
+            "scared": "fear", "afraid": "fear", "happy": "joy", "joyful": "joy", "happiness": "joy",
+            "loving": "love", "optimistic": "optimism", "pessimistic": "pessimism", "sad": "sadness",
+            "surprised": "surprise", "trusting": "trust"}
+_SPLIT = re.compile(r",|;|\n|/|\band\b|\|")
+
+
+def parse_labels(text: str, labels) -> tuple[set, list, bool]:
+    """Parse a generated answer into a label set.
+
+    Returns (labels found, words dropped as unknown, needed_cleaning). Case, punctuation, bullets, numbering,
+    'and', synonyms like 'sad'/'happy' and a trailing explanation after the first line are handled; 'none' (or an
+    empty answer) is the empty set. `needed_cleaning` is True when the text was not already the canonical form.
+    """
+    known = {lab.lower(): lab for lab in labels}
+    first = text.strip().split("\n\n")[0]
+    found, dropped = [], []
+    for part in _SPLIT.split(first.lower()):
+        w = part.strip().strip(string.punctuation + " *-•0123456789.").strip()
+        if not w or w in ("none", "no emotion", "no emotions", "neutral"):
+            continue
+        w = SYNONYMS.get(w, w)
+        if w in known:
+            found.append(known[w])
+        else:
+            hits = [known[k] for k in known if re.search(rf"\b{k}\b", w)] or \
+                   [known[SYNONYMS[s]] for s in SYNONYMS if re.search(rf"\b{s}\b", w)]
+            found += hits
+            if not hits:
+                dropped.append(w)
+    canonical = ", ".join(dict.fromkeys(found)) if found else "none"
+    return set(found), dropped, text.strip().lower() != canonical.lower()
+
+
+@torch.no_grad()
+def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_tokens: int = 24) -> list[str]:
+    """Greedy answers for a list of tweets (left-padded batches)."""
+    model.eval()
+    out = []
+    for i in range(0, len(tweets), batch_size):
+        prompts = [chat_prompt(tok, t, labels) for t in tweets[i:i + batch_size]]
+        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
+        out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    return out
+
+
+def answers_to_matrix(answers, labels) -> tuple[np.ndarray, dict]:
+    """0/1 matrix from generated answers, plus parsing statistics for the report."""
+    y = np.zeros((len(answers), len(labels)), dtype=int)
+    dropped, cleaned = [], 0
+    for i, a in enumerate(answers):
+        found, drop, needed = parse_labels(a, labels)
+        for lab in found:
+            y[i, labels.index(lab)] = 1
+        dropped += drop
+        cleaned += needed
+    return y, {"answers": len(answers), "needed_cleaning": cleaned, "dropped_words": len(dropped),
+               "examples_dropped": sorted(set(dropped))[:20]}
+
+
+def float_copy_with_adapter(peft_model, name: str, task: str, n_labels: int, adapter_dir):
+    """Save the trained LoRA adapter (plus head) and load it onto the float base model, merged, for fast CPU
+    inference: bitsandbytes 4-bit matmuls are slow on CPU. Predictions differ from the 4-bit model only by the
+    base weights' quantisation error (the report says which one predicted)."""
+    from peft import PeftModel
+    peft_model.save_pretrained(adapter_dir)
+    cls = AutoModelForSequenceClassification if task == "classifier" else AutoModelForCausalLM
+    kw = {"num_labels": n_labels, "problem_type": "multi_label_classification"} if task == "classifier" else {}
+    base = models.load_model(name, cls, dtype=torch.float32, **kw)
+    base.config.pad_token_id = peft_model.config.pad_token_id
+    return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()

@@ -1,0 +1,92 @@
+"""Decoders: pad token / padding side, the label parser, LoRA adapter round trip, 4-bit loading on CPU."""
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+from transformers import LlamaConfig, LlamaForSequenceClassification
+
+from lib import decoders, emotion, models
+
+L = emotion.EMOTIONS
+
+
+class _Tok:
+    """The tokenizer attributes prepare_tokenizer touches, for a decoder that ships without a pad token."""
+    pad_token = None
+    eos_token = "</s>"
+    unk_token = "<unk>"
+    padding_side = "left"
+
+
+def test_pad_token_reuses_eos_and_sets_side_without_resizing():
+    tok = decoders.prepare_tokenizer(_Tok(), "right")
+    assert tok.pad_token == "</s>" and tok.padding_side == "right"
+    no_eos = _Tok()
+    no_eos.eos_token = None
+    assert decoders.prepare_tokenizer(no_eos, "left").pad_token == "<unk>"
+
+
+def _tiny_classifier(pad_id=0):
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=4, num_labels=3, pad_token_id=pad_id)
+    return LlamaForSequenceClassification(cfg).eval()
+
+
+def test_classifier_pools_last_non_pad_token_whatever_the_padding():
+    model = _tiny_classifier(pad_id=0)
+    seq = torch.tensor([[5, 7, 9, 11]])
+    alone = model(input_ids=seq, attention_mask=torch.ones_like(seq)).logits
+    padded = torch.tensor([[5, 7, 9, 11, 0, 0]])  # right padding with the pad id
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0]])
+    assert torch.allclose(model(input_ids=padded, attention_mask=mask).logits, alone, atol=1e-5)
+
+
+@pytest.mark.parametrize("text, found, dropped", [
+    ("joy, optimism", {"joy", "optimism"}, []),
+    ("Joy, Optimism.", {"joy", "optimism"}, []),
+    ("1. Sad\n2. angry and hopeful", {"sadness", "anger"}, ["hopeful"]),
+    ("none", set(), []),
+    ("None of these.", set(), ["none of these"]),
+    ("The tweet expresses fear; surprise!", {"fear", "surprise"}, []),
+    ("- love\n- trust\n\nExplanation: the author adores her team, confusing", {"love", "trust"}, []),
+    ("happiness | disgusted | banana", {"joy", "disgust"}, ["banana"]),
+])
+def test_label_parser_on_messy_generations(text, found, dropped):
+    got, drop, needed = decoders.parse_labels(text, L)
+    assert got == found and drop == dropped
+    assert needed == (text != ", ".join(sorted(found, key=L.index)) and text.lower() != "none")
+
+
+def test_answers_to_matrix_counts_cleaning():
+    y, stats = decoders.answers_to_matrix(["joy", "Sad!", "banana"], L)
+    assert y[0, L.index("joy")] == 1 and y[1, L.index("sadness")] == 1 and y[2].sum() == 0
+    assert stats["needed_cleaning"] == 2 and stats["dropped_words"] == 1
+
+
+def test_lora_adapter_save_reload_gives_identical_predictions(tmp_path):
+    model = get_peft_model(_tiny_classifier(), LoraConfig(r=4, lora_alpha=8, task_type=TaskType.SEQ_CLS,
+                                                          target_modules="all-linear"))
+    with torch.no_grad():  # make the adapter non-trivial (B starts at zero)
+        for n, p in model.named_parameters():
+            if "lora_B" in n or "score" in n:
+                p.add_(torch.randn_like(p) * 0.1)
+    x = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
+    before = model(input_ids=x).logits
+    model.save_pretrained(tmp_path / "adapter")
+    reloaded = PeftModel.from_pretrained(_tiny_classifier(), tmp_path / "adapter").eval()
+    assert torch.allclose(reloaded(input_ids=x).logits, before, atol=1e-6)
+
+
+def test_4bit_load_on_cpu_and_lora_trains(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import bitsandbytes as bnb
+    tok, model = decoders.create_and_prepare_model(models.INSTRUCT, "classifier", len(L), "4bit", lora_r=4,
+                                                   lora_alpha=8)
+    assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+    size = models.count_parameters(model)
+    assert 0 < size["trainable_share"] < 0.05
+    batch = tok(["what a lovely day", "I am terrified"], return_tensors="pt", padding=True)
+    logits = model(**batch).logits
+    assert logits.shape == (2, len(L)) and torch.isfinite(logits).all()
+    logits.float().sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora" in n)
