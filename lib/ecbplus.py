@@ -75,6 +75,7 @@ class Mention:
     participants: list = field(default_factory=list)
     times: list = field(default_factory=list)
     locations: list = field(default_factory=list)
+    trigger_pos: list = field(default_factory=list)  # positions of the trigger tokens in the sentence
 
 
 def _where(path, what) -> str:
@@ -113,8 +114,8 @@ def parse_doc(path: str | Path) -> Doc:
                 raise LabError(_where(path, f"CROSS_DOC_COREF r_id={r.get('r_id')} has no instance id (note/target)"))
             for s in sources:
                 cross[s] = chain
-        elif r.tag == "INTRA_DOC_COREF":
-            for s in sources:
+        elif r.tag == "INTRA_DOC_COREF":  # the target is a mention in the text too
+            for s in sources + [t.get("m_id") for t in r.iter("target")]:
                 intra[s] = f"INTRA:{stem}:{r.get('r_id')}"
     return Doc(stem, int(m.group(1)), m.group(2), tokens, markables, cross, intra)
 
@@ -178,9 +179,11 @@ def event_mentions(docs: list[Doc], sentences: set | None = None, include_neg: b
                     if o.tag.startswith(pre):
                         roles[k].append(" ".join(d.tokens[t][1] for t in o.t_ids if t in d.tokens))
             ids = sorted(mk.t_ids, key=lambda t: int(t) if t.isdigit() else 0)
+            sent_ids = [t for t, (si, _) in d.tokens.items() if si == s]
+            pos = [sent_ids.index(t) for t in ids if t in sent_ids]
             out.append(Mention(f"{d.name}:{mk.m_id}", d.name, d.topic, d.sub_corpus, f"{d.topic}_{d.sub_corpus}",
                                mk.tag, " ".join(d.tokens[t][1] for t in ids), s, d.sentence(s), chain,
-                               split_of(d.topic), **roles))
+                               split_of(d.topic), **roles, trigger_pos=pos))
     return out
 
 
@@ -285,12 +288,12 @@ def pair_text(m1: Mention, m2: Mention, style: str = "template") -> tuple[str, s
 
 
 def mark_trigger(m: Mention) -> str:
-    """The sentence with the trigger wrapped in <e> … </e> (first occurrence of the trigger's tokens)."""
-    words, trig = m.sentence.split(" "), m.trigger.split(" ")
-    for i in range(len(words) - len(trig) + 1):
-        if words[i:i + len(trig)] == trig:
-            return " ".join(words[:i] + ["<e>"] + trig + ["</e>"] + words[i + len(trig):])
-    return f"{m.sentence} <e> {m.trigger} </e>"
+    """The sentence with the trigger span (first to last trigger token) wrapped in <e> … </e>."""
+    words = m.sentence.split(" ")
+    if not m.trigger_pos:
+        return f"{m.sentence} <e> {m.trigger} </e>"
+    i, j = min(m.trigger_pos), max(m.trigger_pos) + 1
+    return " ".join(words[:i] + ["<e>"] + words[i:j] + ["</e>"] + words[j:])
 
 
 def prompt_text(m1: Mention, m2: Mention) -> str:

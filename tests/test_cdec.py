@@ -1,0 +1,246 @@
+"""Cross-document event coreference: ECB+ parsing, pair building, coreference metrics by hand, clustering."""
+import pytest
+import torch
+
+from lib import coref_metrics as C
+from lib import ecbplus as E
+from lib.errors import LabError
+
+torch.set_num_threads(1)
+
+
+def _tokens(sentences):
+    """[(sentence, [words])] -> token elements with consecutive t_ids starting at 1."""
+    out, t = [], 1
+    for s, words in sentences:
+        for n, w in enumerate(words):
+            out.append(f'<token t_id="{t}" sentence="{s}" number="{n}">{w}</token>')
+            t += 1
+    return "\n".join(out)
+
+
+def _doc(name, sentences, markables, relations):
+    mk = "\n".join(f'<{tag} m_id="{m}" >' + "".join(f'<token_anchor t_id="{t}"/>' for t in ts) + f"</{tag}>"
+                   for tag, m, ts in markables)
+    return (f'<Document doc_name="{name}.xml" doc_id="X">\n{_tokens(sentences)}\n<Markables>\n{mk}\n'
+            f'<ACTION_OCCURRENCE m_id="99" RELATED_TO="" TAG_DESCRIPTOR="t1_blast" instance_id="ACT1" />\n'
+            f"</Markables>\n<Relations>\n{relations}\n</Relations>\n</Document>\n")
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """Topic 1: two ecb documents and one ecbplus document.
+
+    1_1ecb:     s0 "A bomb exploded in Paris ."  exploded(m1, ACT1)  Paris(m2, LOC)  bomb(m3, NON_HUMAN)
+                s1 "Two people were killed ."    killed(m4, no relation -> singleton)
+    1_2ecb:     s0 "The blast left two dead ."   blast(m1, ACT1)     dead(m2, INTRA r5 with m3)
+                s1 "Both died on Monday ."       died(m3, INTRA r5)  Monday(m4, TIME)
+    1_3ecbplus: s0 "http://x"  s1 "An explosion hit Paris ."  explosion(m1, ACT1)
+                s2 "Police came ."  came(m2, singleton; sentence 2 is NOT validated)
+    Validated sentences: 1_1ecb 0,1; 1_2ecb 0,1; 1_3ecbplus 1.
+    """
+    root = tmp_path / "ecbplus"
+    (root / "ECB+" / "1").mkdir(parents=True)
+    cross = '<CROSS_DOC_COREF r_id="1" note="ACT1"><source m_id="{}" /><target m_id="99" /></CROSS_DOC_COREF>'
+    d1 = _doc("1_1ecb", [(0, "A bomb exploded in Paris .".split()), (1, "Two people were killed .".split())],
+              [("ACTION_OCCURRENCE", 1, [3]), ("LOC_GEO", 2, [5]), ("NON_HUMAN_PART", 3, [2]),
+               ("ACTION_OCCURRENCE", 4, [10])], cross.format(1))
+    d2 = _doc("1_2ecb", [(0, "The blast left two dead .".split()), (1, "Both died on Monday .".split())],
+              [("ACTION_OCCURRENCE", 1, [2]), ("ACTION_OCCURRENCE", 2, [5]), ("ACTION_OCCURRENCE", 3, [8]),
+               ("TIME_DATE", 4, [10])],
+              cross.format(1) + '\n<INTRA_DOC_COREF r_id="5"><source m_id="2" /><target m_id="3" /></INTRA_DOC_COREF>')
+    d3 = _doc("1_3ecbplus", [(0, ["http://x"]), (1, "An explosion hit Paris .".split()), (2, "Police came .".split())],
+              [("ACTION_OCCURRENCE", 1, [3]), ("ACTION_OCCURRENCE", 2, [8])], cross.format(1))
+    for name, text in (("1_1ecb", d1), ("1_2ecb", d2), ("1_3ecbplus", d3)):
+        (root / "ECB+" / "1" / f"{name}.xml").write_text(text)
+    (root / E.SENTENCES_CSV).write_text("Topic,File,Sentence Number\n1,1ecb,0\n1,1ecb,1\n1,2ecb,0\n1,2ecb,1\n1,3ecbplus,1")
+    return tmp_path
+
+
+def test_parse_tiny_document(tiny):
+    ms = E.load_mentions(tiny)
+    by = {m.mid: m for m in ms}
+    assert sorted(by) == ["1_1ecb:1", "1_1ecb:4", "1_2ecb:1", "1_2ecb:2", "1_2ecb:3", "1_3ecbplus:1"]
+    m = by["1_1ecb:1"]
+    assert (m.trigger, m.sentence, m.topic, m.sub_corpus, m.chain, m.split) == \
+        ("exploded", "A bomb exploded in Paris .", 1, "ecb", "ACT1", "train")
+    assert m.participants == ["bomb"] and m.locations == ["Paris"] and m.times == []
+    assert by["1_2ecb:3"].times == ["Monday"]
+    assert by["1_2ecb:2"].chain == by["1_2ecb:3"].chain == "INTRA:1_2ecb:5"
+    assert by["1_1ecb:4"].chain == "SINGLETON:1_1ecb:4"
+    assert by["1_3ecbplus:1"].sub_corpus == "ecbplus" and by["1_3ecbplus:1"].subtopic == "1_ecbplus"
+    # every sentence when asked: the unvalidated "came" comes back
+    assert len(E.load_mentions(tiny, all_sentences=True)) == 7
+    assert E.mark_trigger(m) == "A bomb <e> exploded </e> in Paris ."
+
+
+def test_pairs_tiny(tiny):
+    ms = E.load_mentions(tiny)
+    p = E.build_pairs(ms)
+    # 6 mentions: C(6,2) = 15 pairs, minus same-document pairs: 1_1ecb C(2,2)=1, 1_2ecb C(3,2)=3 -> 11.
+    assert len(p) == 11
+    assert all(ms[a].doc != ms[b].doc for a, b in zip(p.a, p.b))
+    # positives: the three ACT1 mentions are in 3 different documents -> C(3,2) = 3 pairs.
+    assert p.label.sum() == 3
+    assert {frozenset((ms[a].mid, ms[b].mid)) for a, b, y in zip(p.a, p.b, p.label) if y} == \
+        {frozenset(x) for x in [("1_1ecb:1", "1_2ecb:1"), ("1_1ecb:1", "1_3ecbplus:1"), ("1_2ecb:1", "1_3ecbplus:1")]}
+    # same sub-topic only: the ecb documents (2 + 3 mentions, cross-doc) -> 2*3 = 6 pairs, 1 positive.
+    ps = E.build_pairs(ms, same_subtopic=True)
+    assert (len(ps), ps.label.sum()) == (6, 1)
+    # oversampling 3x: 8 negatives + 3*3 positives = 17
+    po = E.build_pairs(ms, oversample_pos=3)
+    assert (len(po), po.label.sum()) == (17, 9)
+    # undersampling negatives to 1 per positive: 3 positives + 3 negatives
+    pu = E.build_pairs(ms, neg_ratio=1.0)
+    assert (len(pu), pu.label.sum()) == (6, 3)
+    st = E.pair_stats(p)
+    assert (st["coreferent"], st["not coreferent"], st["neg:pos"]) == (3, 8, 2.67)
+
+
+def test_pairs_dedup():
+    def mk(mid, doc, trig, sent, chain):
+        return E.Mention(mid, doc, 1, "ecb", "1_ecb", "ACTION_OCCURRENCE", trig, 0, sent, chain, "train")
+    # documents B and C carry the identical sentence+trigger: pairs (A,B) and (A,C) are redundant.
+    ms = [mk("a", "A", "hit", "X hit Y .", "c1"), mk("b", "B", "struck", "Z struck .", "c1"),
+          mk("c", "C", "struck", "Z struck .", "c1")]
+    assert len(E.build_pairs(ms)) == 3                # (a,b) (a,c) (b,c)
+    assert len(E.build_pairs(ms, dedup=True)) == 2    # (a,c) duplicates (a,b); (b,c) is kept
+
+
+def test_input_formats(tiny):
+    ms = E.load_mentions(tiny)
+    a, b = E.pair_text(ms[0], ms[2])
+    assert a == "First sentence: A bomb exploded in Paris . Event trigger: exploded"
+    assert b.startswith("Second sentence: The blast left two dead . Event trigger: blast")
+    a, _ = E.pair_text(ms[0], ms[2], "marked")
+    assert "<e> exploded </e>" in a
+    t = E.prompt_text(ms[0], ms[2])
+    assert t.startswith("Task: Determine if two event words refer to the same event.\nFirst sentence: A bomb")
+    assert "Question: Do the event words exploded and blast refer to the same event?\nAnswer only with Yes or No.\nAnswer:" in t
+    with pytest.raises(LabError):
+        E.pair_text(ms[0], ms[2], "nope")
+
+
+def test_bad_xml(tmp_path):
+    (tmp_path / "ECB+" / "3").mkdir(parents=True)
+    bad = tmp_path / "ECB+" / "3" / "3_1ecb.xml"
+    bad.write_text('<Document doc_name="3_1ecb.xml"><token t_id="1" sentence="0" number="0">A</tok')
+    with pytest.raises(LabError, match="3_1ecb.xml.*malformed or truncated XML"):
+        E.load_corpus(tmp_path)
+
+
+def test_missing_token_ids(tmp_path):
+    (tmp_path / "ECB+" / "3").mkdir(parents=True)
+    (tmp_path / "ECB+" / "3" / "3_1ecb.xml").write_text(
+        _doc("3_1ecb", [(0, ["A", "b"])], [("ACTION_OCCURRENCE", 7, [1, 42])], ""))
+    docs = E.load_corpus(tmp_path)
+    with pytest.raises(LabError, match=r"3_1ecb.xml:m_id=7: token ids \['42'\]"):
+        E.event_mentions(docs)
+
+
+# ---------------------------------------------------------------- metrics, worked by hand
+
+# Pradhan et al. (2014), Figure/Table example: key {a,b,c} {d,e,f,g}; response {a,b} {c,d} {f,g,h,i}
+KEY = {"a": 1, "b": 1, "c": 1, "d": 2, "e": 2, "f": 2, "g": 2}
+RESP = {"a": 1, "b": 1, "c": 2, "d": 2, "f": 3, "g": 3, "h": 3, "i": 3}
+
+
+def test_muc_pradhan_example():
+    # Recall: K1={a,b,c} is split by the response into {a,b},{c} -> 3-2 = 1;
+    #         K2={d,e,f,g} into {d},{e}(unaligned, alone),{f,g} -> 4-3 = 1;  R = (1+1)/((3-1)+(4-1)) = 2/5
+    # Precision: R1={a,b} -> 1 part -> 1; R2={c,d} -> {c},{d} -> 0; R3={f,g,h,i} -> {f,g},{h},{i} -> 1;
+    #            P = (1+0+1)/((2-1)+(2-1)+(4-1)) = 2/5
+    r = C.muc(KEY, RESP)
+    assert r["R"] == pytest.approx(0.4) and r["P"] == pytest.approx(0.4) and r["F1"] == pytest.approx(0.4)
+
+
+def test_muc_vilain_example():
+    # Vilain et al. 1995: key {A,B,C,D}, response {A,B},{C,D}: R = (4-2)/(4-1) = 2/3; P = (1+1)/(1+1) = 1
+    r = C.muc({x: 0 for x in "ABCD"}, {"A": 0, "B": 0, "C": 1, "D": 1})
+    assert r["R"] == pytest.approx(2 / 3) and r["P"] == pytest.approx(1.0) and r["F1"] == pytest.approx(0.8)
+
+
+def test_b_cubed_pradhan_example():
+    # Recall = 1/7 * sum_K sum_R |K∩R|^2/|K| = 1/7 * [(2²+1²)/3 + (1²+2²)/4] = 1/7 * (5/3 + 5/4) = 35/84
+    # Precision = 1/8 * sum_R sum_K |K∩R|^2/|R| = 1/8 * [2²/2 + (1²+1²)/2 + 2²/4] = 1/8 * (2 + 1 + 1) = 1/2
+    # (h and i are in no key cluster: they add 0 to the numerator and 2 to the 8 response mentions)
+    r = C.b_cubed(KEY, RESP)
+    assert r["R"] == pytest.approx(35 / 84) and r["P"] == pytest.approx(0.5)
+    assert r["F1"] == pytest.approx(2 * (35 / 84) * 0.5 / (35 / 84 + 0.5))
+
+
+def test_ceaf_e_pradhan_example():
+    # phi4(K,R) = 2|K∩R|/(|K|+|R|): K1-R1 = 4/5 = 0.8, K1-R2 = 2/5, K2-R2 = 2/6, K2-R3 = 4/8 = 0.5, others 0.
+    # Best one-to-one alignment: K1-R1 + K2-R3 = 1.3 (vs 0.4+0.5 or 0.8+1/3).
+    # R = 1.3 / 2 key entities = 0.65;  P = 1.3 / 3 response entities = 0.4333
+    r = C.ceaf_e(KEY, RESP)
+    assert r["R"] == pytest.approx(0.65) and r["P"] == pytest.approx(1.3 / 3)
+    assert r["F1"] == pytest.approx(2 * 0.65 * (1.3 / 3) / (0.65 + 1.3 / 3))
+
+
+def test_conll_is_mean_and_perfect_is_one():
+    r = C.conll(KEY, RESP)
+    assert r["CoNLL_F1"] == pytest.approx((r["MUC"]["F1"] + r["B3"]["F1"] + r["CEAF_e"]["F1"]) / 3)
+    same = C.conll(KEY, dict(KEY))
+    assert all(same[k]["F1"] == pytest.approx(1.0) for k in ("MUC", "B3", "CEAF_e"))
+    # all singletons vs all singletons: MUC has no links (0/0 -> 0), B3 and CEAF-e are perfect
+    single = {x: x for x in "abc"}
+    r = C.conll(single, single)
+    assert r["MUC"]["F1"] == 0.0 and r["B3"]["F1"] == pytest.approx(1.0) and r["CEAF_e"]["F1"] == pytest.approx(1.0)
+
+
+def test_clustering():
+    ms = ["m0", "m1", "m2", "m3"]
+    a, b, s = [0, 1, 0, 2], [1, 2, 2, 3], [0.9, 0.8, 0.1, 0.2]
+    cc = C.connected_components(ms, a, b, s, 0.5)
+    # links 0-1 (0.9) and 1-2 (0.8) chain m0,m1,m2 together; m3 alone
+    assert cc["m0"] == cc["m1"] == cc["m2"] != cc["m3"]
+    # average link: {m0,m1} at 0.9; then {m0,m1} vs m2 averages (0.1+0.8)/2 = 0.45 < 0.5 -> not merged
+    ag = C.agglomerative(ms, a, b, s, 0.5)
+    assert ag["m0"] == ag["m1"] and ag["m2"] != ag["m0"] and ag["m3"] != ag["m2"]
+    # at threshold 0.4 the average 0.45 passes; m3 vs {m0,m1,m2}: (0+0+0.2)/3 < 0.4 (unscored pairs = fill 0)
+    ag = C.agglomerative(ms, a, b, s, 0.4)
+    assert ag["m0"] == ag["m1"] == ag["m2"] != ag["m3"]
+
+
+def test_lemma_baseline():
+    assert [C.lemma(w) for w in ["arrested", "arrests", "stopped", "died", "injuries", "seized", "told"]] == \
+        ["arrest", "arrest", "stop", "die", "injury", "seize", "tell"]
+    assert C.head_word("checked into") == "checked" and C.head_word("was killed") == "killed"
+    r = C.lemma_baseline(["x", "y", "z"], ["arrested", "arrest", "arrested"], [1, 1, 2])
+    assert r["x"] == r["y"] != r["z"]
+
+
+def test_real_corpus(data_dir):
+    docs = E.load_corpus(data_dir / "ecbplus")
+    assert len(docs) == 982 and len({d.topic for d in docs}) == 43
+    ms = E.event_mentions(docs, E.validated_sentences(data_dir / "ecbplus" / E.SENTENCES_CSV))
+    assert {m.split for m in ms} == {"train", "dev", "test"}
+    assert {m.topic for m in ms if m.split == "test"} == set(range(36, 46))
+
+
+# ---------------------------------------------------------------- model-side helpers (no model needed)
+
+def test_threshold_and_pair_helpers():
+    import numpy as np
+    import pandas as pd
+    from lib import cdec
+    y = np.array([1, 1, 0, 0, 1])
+    s = np.array([0.9, 0.6, 0.7, 0.1, 0.3])
+    # at 0.5: predicted {0,1,2}: tp 2, fp 1, fn 1 -> F1 = 2*2/(3+3) = 2/3
+    assert cdec.coref_f1(y, s, 0.5) == pytest.approx(2 / 3)
+    # at <= 0.3: predicted {0,1,2,4}: tp 3 -> F1 = 6/(4+3) = 6/7, the best on the grid (first reached at 0.11)
+    t, f1 = cdec.best_threshold(y, s)
+    assert f1 == pytest.approx(6 / 7) and 0.1 < t <= 0.3
+    rep = cdec.report_table(y, s >= 0.5)
+    assert rep.loc["Coreferent", "precision"] == pytest.approx(0.667, abs=1e-3)
+    assert rep.loc["accuracy", "f1-score"] == pytest.approx(0.6) and rep.loc["Coreferent", "support"] == 3
+    # first stage: same-lemma pairs first, then by cosine; budget 2
+    pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
+    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    keep = cdec.prune_pairs(pairs, emb, 2, lemmas=["x", "x", "y"])
+    assert keep.tolist() == [True, True, False]        # (0,1) same lemma; (0,2) cosine 1 beats (1,2) cosine 0
+    assert cdec.prune_pairs(pairs, emb, 0).all()
+    big = pd.DataFrame({"a": range(100), "b": range(100), "label": [1] * 10 + [0] * 90})
+    sub = cdec.stratified_sample(big, 20, seed=0)
+    assert (len(sub), sub.label.sum()) == (20, 2)
