@@ -1,0 +1,257 @@
+"""lib/minbert.py and lib/multitask.py: heads, losses, samplers, SimCSE, score formula, mappings, real-file loaders."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lib import minbert
+from lib import multitask as mt
+from lib.errors import LabError
+
+torch.set_num_threads(1)
+
+
+# ---------------------------------------------------------------- a tiny fake encoder (no model download)
+
+class _Out:
+    def __init__(self, h):
+        self.last_hidden_state = h
+
+
+class FakeEncoder(torch.nn.Module):
+    """Embedding lookup: enough to exercise pooling and heads."""
+
+    def __init__(self, vocab=50, hidden=8):
+        super().__init__()
+        self.emb = torch.nn.Embedding(vocab, hidden)
+
+    def forward(self, input_ids, attention_mask):
+        return _Out(self.emb(input_ids))
+
+
+class FakeTokenizer:
+    def __call__(self, texts, padding=True, truncation=True, max_length=16, return_tensors="pt"):
+        ids = [[1 + (sum(map(ord, w)) % 48) for w in t.split()][:max_length] or [1] for t in texts]
+        n = max(map(len, ids))
+        return {"input_ids": torch.tensor([x + [0] * (n - len(x)) for x in ids]),
+                "attention_mask": torch.tensor([[1] * len(x) + [0] * (n - len(x)) for x in ids])}
+
+
+def _model(**kw):
+    torch.manual_seed(0)
+    return mt.MultitaskBERT(FakeEncoder(), FakeTokenizer(), hidden=8, proj_dim=4, dropout=0.0, **kw)
+
+
+def test_head_shapes_and_losses():
+    m = _model()
+    sst = {"texts": ["a b c", "d e", "f"], "y": np.array([0, 4, 2])}
+    per, logits = mt.task_losses(m, "sst", sst)
+    assert logits.shape == (3, 5) and per.shape == (3,)
+    assert torch.allclose(per, torch.nn.functional.cross_entropy(logits, torch.tensor([0, 4, 2]), reduction="none"))
+    pair = {"s1": ["a b", "c"], "s2": ["a", "d e f"], "y": np.array([1.0, 0.0])}
+    per, logit = mt.task_losses(m, "para", pair)
+    assert logit.shape == (2,) and per.shape == (2,)
+    # BCE by hand: -[y log s(x) + (1 - y) log(1 - s(x))]
+    s = torch.sigmoid(logit)
+    assert torch.allclose(per, torch.stack([-torch.log(s[0]), -torch.log(1 - s[1])]), atol=1e-6)
+    sts = {"s1": ["a b", "c"], "s2": ["a", "d e f"], "y": np.array([5.0, 2.5])}
+    per, score = mt.task_losses(m, "sts", sts, sts_loss="l1")
+    assert torch.allclose(per, (score - torch.tensor([1.0, 0.5])).abs())
+    per, score = mt.task_losses(m, "sts", sts, sts_loss="mse")
+    assert torch.allclose(per, (score - torch.tensor([1.0, 0.5])) ** 2)
+
+
+def test_cosine_sts_head_and_mean_pooling():
+    m = _model(sts_head="cosine")
+    assert m.sts is None
+    e = m.embed(["a b", "a b"])
+    assert torch.allclose(m.sts_score(e[:1], e[1:]), torch.tensor([1.0]), atol=1e-6)  # same sentence -> cos 1
+    # mean pooling ignores padding: "a" alone equals "a" padded inside a batch with a longer sentence
+    alone = m.embed(["a"])
+    padded = m.embed(["a", "b c d e"])[:1]
+    assert torch.allclose(alone, padded, atol=1e-6)
+
+
+def test_shared_projection_and_ffn():
+    m = _model(shared_proj=True, sst_ffn=True)
+    assert m.sts.proj1 is m.para.proj1 and m.sts.proj2 is m.para.proj2
+    assert m.sts.interact is not m.para.interact
+    n_shared = sum(p.numel() for p in m.parameters())
+    n_sep = sum(p.numel() for p in _model(sst_ffn=True).parameters())
+    assert n_sep - n_shared == 2 * (8 * 4 + 4)  # two Linear(8, 4) not duplicated
+    assert isinstance(m.sst_ffn, torch.nn.Sequential)
+
+
+def test_pair_head_by_hand():
+    h = mt.PairHead(2, 2)
+    with torch.no_grad():
+        h.proj1.weight.copy_(torch.eye(2)); h.proj1.bias.zero_()
+        h.proj2.weight.copy_(2 * torch.eye(2)); h.proj2.bias.zero_()
+        h.interact.weight.copy_(torch.tensor([[1.0, -1.0]])); h.interact.bias.fill_(0.5)
+    # e1 = (1, 2), e2 = (3, 1): proj1 = (1, 2), proj2 = (6, 2), product (6, 4), 6 - 4 + 0.5 = 2.5
+    assert h(torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0, 1.0]])).item() == pytest.approx(2.5)
+
+
+def test_head_lr_groups_reach_only_the_heads():
+    from lib import train
+    model = torch.nn.ModuleDict({"encoder": torch.nn.Linear(3, 3), "sst": torch.nn.Linear(3, 5),
+                                 "sts": torch.nn.Linear(3, 1)})
+    cfg = train.TrainConfig(lr=1e-5, lr_groups=mt.head_lr_groups(1e-3))
+    opt = train.make_optimizer(model, cfg)
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(model["encoder"].weight)] == 1e-5 and lr_of[id(model["encoder"].bias)] == 1e-5
+    assert lr_of[id(model["sst"].weight)] == 1e-3 and lr_of[id(model["sts"].bias)] == 1e-3
+    assert mt.head_lr_groups(0) == {}
+
+
+def test_simcse_loss_hand_computed():
+    z1 = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    z2 = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    # cosines: row 0 -> (1, 1/sqrt2), row 1 -> (0, 1/sqrt2); temperature 0.5 doubles them
+    # row 0: -log(e^2 / (e^2 + e^1.4142)) = log(1 + e^-0.5858) = 0.44255
+    # row 1: -log(e^1.4142 / (e^0 + e^1.4142)) = log(1 + e^-1.4142) = 0.21755
+    assert mt.simcse_loss(z1, z2, 0.5).item() == pytest.approx((0.44255 + 0.21755) / 2, abs=1e-4)
+    assert mt.simcse_loss(z1, z2, 0.5).item() == pytest.approx(
+        (math.log(1 + math.exp(math.sqrt(2) - 2)) + math.log(1 + math.exp(-math.sqrt(2)))) / 2, abs=1e-6)
+
+
+@pytest.mark.parametrize("schedule", ["round_robin", "round_robin_norm"])
+def test_round_robin_visits_every_example_once_in_proportion(schedule):
+    sizes = {"sst": 30, "para": 120, "sts": 30}
+    b = mt.MultitaskBatches(sizes, schedule, batch_size=10, seed=1)
+    assert len(b) == 6  # ceil(180 / (10 * 3))
+    for _ in range(2):  # two epochs, re-shuffled
+        steps = list(b)
+        assert len(steps) == 6
+        for t, n in sizes.items():
+            seen = np.concatenate([s[t] for s in steps])
+            assert sorted(seen.tolist()) == list(range(n))  # each example exactly once
+        assert all(len(s["sst"]) == 5 and len(s["para"]) == 20 and len(s["sts"]) == 5 for s in steps)  # 1 : 4 : 1
+
+
+def test_round_robin_uneven_sizes_and_other_schedules():
+    b = mt.MultitaskBatches({"sst": 7, "para": 23, "sts": 5}, "round_robin", batch_size=4, seed=0)
+    steps = list(b)
+    assert len(steps) == 3  # ceil(35 / 12)
+    assert [len(s["para"]) for s in steps] == [8, 8, 7] and [len(s["sts"]) for s in steps] == [2, 2, 1]
+    seq = list(mt.MultitaskBatches({"sst": 5, "para": 3, "sts": 4}, "sequential", batch_size=2, seed=0))
+    assert [list(s) for s in seq] == [["sst"]] * 3 + [["para"]] * 2 + [["sts"]] * 2
+    summed = list(mt.MultitaskBatches({"sst": 5, "para": 12, "sts": 4}, "summed", batch_size=4, seed=0))
+    assert len(summed) == 3 and all(len(s[t]) == 4 for s in summed for t in ("sst", "para", "sts"))
+    assert sorted(np.concatenate([s["para"] for s in summed]).tolist()) == list(range(12))
+    with pytest.raises(LabError):
+        mt.MultitaskBatches({"sst": 1}, "bogus", 2)
+
+
+def test_round_robin_normalisation_of_the_loss():
+    data = mt.TaskData({"sst": pd.DataFrame({"sentence": ["a", "b", "c", "d"], "y": [0, 1, 2, 3]}),
+                        "para": pd.DataFrame({"s1": ["a", "b"], "s2": ["c", "d"], "y": [0, 1]}),
+                        "sts": pd.DataFrame({"s1": ["a", "b"], "s2": ["c", "d"], "y": [0.0, 5.0]})})
+    m = _model()
+    step = {"sst": np.arange(4), "para": np.arange(2), "sts": np.arange(2)}
+    per = {t: mt.task_losses(m, t, data.batch(t, step[t]))[0] for t in step}
+    norm = mt.Trainer(m, data, mt.Variant(schedule="round_robin_norm"), mt.Settings()).loss(m, step)
+    assert norm.item() == pytest.approx(sum(p.mean().item() for p in per.values()), rel=1e-5)
+    un = mt.Trainer(m, data, mt.Variant(schedule="round_robin"), mt.Settings()).loss(m, step)
+    ref = (4 + 2 + 2) / 3  # the step's mean chunk size
+    assert un.item() == pytest.approx(sum(p.sum().item() for p in per.values()) / ref, rel=1e-5)
+
+
+def test_overall_score_formula():
+    assert minbert.overall_score(0.5, 0.75, 0.52) == pytest.approx((0.5 + 0.75 + 0.76) / 3)
+    assert minbert.overall_score(0.482, 0.808, 0.814) == pytest.approx(0.732, abs=5e-4)  # study 003's row
+    assert minbert.overall_score(0, 0, -1) == 0 and minbert.overall_score(1, 1, 1) == 1
+
+
+def test_cfimdb_and_sick_mappings():
+    assert minbert.cfimdb_to_sst([0, 1, 1], "polar").tolist() == [0, 4, 4]
+    assert minbert.cfimdb_to_sst([0, 1], "nonpolar").tolist() == [1, 3]
+    assert minbert.sick_to_sts([1.0, 5.0, 3.0, 4.5]).tolist() == [0.0, 5.0, 2.5, 4.375]
+    with pytest.raises(LabError):
+        minbert.cfimdb_to_sst([0, 2])
+    with pytest.raises(LabError):
+        minbert.cfimdb_to_sst([0, 1], "neutral")
+    with pytest.raises(LabError):
+        minbert.sick_to_sts([0.5])
+
+
+def test_pearson_and_variants():
+    assert mt.pearson([1, 2, 3], [2, 4, 6]) == pytest.approx(1.0)
+    assert mt.pearson([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert set(mt.VARIANTS) >= {"baseline", "round_robin", "simcse", "simcse_lora"}
+    with pytest.raises(LabError):
+        mt.variant("nope")
+
+
+def test_predict_keeps_order_and_confident_errors():
+    m = _model()
+    frame = pd.DataFrame({"sentence": ["a b c d e", "x", "y z"], "y": [0, 1, 2]})
+    probs, loss = mt.predict(m, "sst", frame, batch_size=2)
+    direct = m.sst_logits(m.embed(frame["sentence"].tolist())).softmax(-1).detach().numpy()
+    assert np.allclose(probs, direct, atol=1e-5) and np.isfinite(loss)
+    dev = mt.TaskData({"sst": frame, "para": pd.DataFrame({"s1": ["a", "b"], "s2": ["c", "d"], "y": [1, 0]}),
+                       "sts": pd.DataFrame({"s1": ["a", "b"], "s2": ["c", "d"], "y": [1.0, 4.0]})})
+    preds = {"sst": np.array([[0.1, 0.9, 0, 0, 0], [0.2, 0.8, 0, 0, 0], [0, 0, 1.0, 0, 0]]),
+             "para": np.array([0.3, 0.1]), "sts": np.array([4.0, 3.5])}
+    err = mt.confident_errors(dev, preds, n=5)
+    assert err["sst"]["sentence"].tolist() == ["a b c d e"]  # the only wrong one (class 1 vs gold 0)
+    assert err["para"]["P(duplicate)"].tolist() == [0.3]
+    assert err["sts"]["gold"].tolist() == [1.0, 4.0]  # errors 3.0 then 0.5
+
+
+# ---------------------------------------------------------------- the real files
+
+def _minbert(data_dir):
+    d = data_dir / "minbert"
+    if not (d / "ids-sst-train.csv").exists():
+        pytest.skip(f"minbert data not in {d}")
+    return data_dir
+
+
+def test_loaders_on_real_files(data_dir):
+    d = _minbert(data_dir)
+    sst = minbert.read("sst", "train", d).df
+    assert len(sst) == 8544 and list(sst.columns) == ["id", "sentence", "sentiment"]
+    assert sst["sentiment"].value_counts().sort_index().tolist() == [1092, 2218, 1624, 2322, 1288]
+    assert not sst["sentence"].str.startswith(" ").any()  # the leading space is stripped
+    sts = minbert.read("sts", "dev", d).df
+    assert len(sts) == 863 and sts["similarity"].between(0, 5).all()
+    cf = minbert.read("cfimdb", "dev", d).df
+    assert cf["sentiment"].value_counts().sort_index().tolist() == [123, 122]
+
+
+def test_odd_test_student_headers(data_dir):
+    d = _minbert(data_dir)
+    for task, n in (("sst", 2210), ("cfimdb", 488)):  # header "0<TAB><TAB>id<TAB>sentence"
+        df = minbert.read(task, "test", d).df
+        assert len(df) == n and list(df.columns) == ["id", "sentence"]
+        assert df["id"].str.fullmatch(r"[0-9a-f]{25}").all()
+    assert minbert.read("sst", "test", d).df["sentence"].iloc[0] == "Effective but too-tepid biopic"
+    sts = minbert.read("sts", "test", d).df  # ordinary header, no label
+    assert len(sts) == 1725 and list(sts.columns) == ["id", "sentence1", "sentence2"]
+
+
+def test_quora_rows_and_split(data_dir):
+    d = _minbert(data_dir)
+    with pytest.raises(LabError, match=r"quora-dev.csv:2577: is_duplicate"):
+        minbert.read("quora", "dev", d)
+    tb = minbert.read("quora", "dev", d, on_bad="drop")
+    assert len(tb.df) == 20212 and [n for n, _ in tb.dropped] == [2577, 14222]
+    assert tb.df["is_duplicate"].value_counts().sort_index().tolist() == [12627, 7585]  # "0.0"/"1.0" read as 0/1
+    assert tb.df["is_duplicate"].dtype.kind == "i"
+    tr, ev = minbert.quora_split(tb.df, 4000, seed=0)
+    assert len(tr) + len(ev) == len(tb.df) and 4000 <= len(ev) < 4200
+    q_tr = set(tr["sentence1"].str.lower()) | set(tr["sentence2"].str.lower())
+    q_ev = set(ev["sentence1"].str.lower()) | set(ev["sentence2"].str.lower())
+    assert not q_tr & q_ev  # no question on both sides
+
+
+def test_sick_loader(data_dir):
+    if not (data_dir / "sick" / "SICK.txt").exists():
+        pytest.skip("SICK not present")
+    s = minbert.read_sick(data_dir)
+    assert len(s) == 9840 and s["similarity"].min() == 0.0 and s["similarity"].max() == 5.0
+    assert np.allclose(s["similarity"], (s["relatedness"] - 1) * 1.25)
+    assert s["set"].value_counts().to_dict() == {"TEST": 4906, "TRAIN": 4439, "TRIAL": 495}
