@@ -19,6 +19,45 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cpu": {"EPOCHS": 2, "MAX_LENGTH": 64},  # 2 epochs fit the lab's 60-minute CPU budget (see the report)
         "gpu": {"MODEL": "distilroberta-base"},
     },
+    "03_qlora_decoders": {
+        "smoke": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "ZERO_SHOT": False,
+                  "MAX_NEW_TOKENS": 4, "MAX_LENGTH": 48},
+        # ~7 s per 4-bit training step of 8 tweets on 2 cores: sized to the lab's 60-minute CPU budget
+        "cpu": {"EPOCHS": 1, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 300, "MAX_LENGTH": 64},
+        "gpu": {"MODEL": "google/gemma-2b", "BATCH_SIZE": 16},
+    },
+    "04_cdec": {
+        "smoke": {"MAX_TRAIN_PAIRS": 200, "BATCH_SIZE": 8, "MAX_STEPS": 3, "EVAL_EVERY": 0, "EPOCHS": 1,
+                  "DEV_PAIR_BUDGET": 100, "TEST_PAIR_BUDGET": 150, "MAX_EVAL_PAIRS": 40, "DEC_MAX_STEPS": 2,
+                  "DEC_BATCH_SIZE": 2, "DEC_GRAD_ACCUM": 1, "DEC_TRAIN_FRACTION": 0.05, "DEC_RESCORE_DEV": 16,
+                  "DEC_RESCORE_TEST": 16},
+        # first stage keeps the most similar pairs (recall cost stated in the report); sized to the CPU budget
+        "cpu": {"MAX_TRAIN_PAIRS": 3000, "BATCH_SIZE": 16, "MAX_STEPS": 100, "EVAL_EVERY": 50, "EPOCHS": 1,
+                "LR": 5e-05, "MAX_LENGTH": 96, "DEV_PAIR_BUDGET": 1500, "TEST_PAIR_BUDGET": 4000,
+                "MAX_EVAL_PAIRS": 300, "DEC_MAX_STEPS": 12, "DEC_BATCH_SIZE": 4, "DEC_GRAD_ACCUM": 1,
+                "DEC_LR": 0.0002, "DEC_RESCORE_DEV": 48, "DEC_RESCORE_TEST": 96, "DEC_MAX_LENGTH": 256},
+        "gpu": {"MODEL": "answerdotai/ModernBERT-base", "DECODER": "Qwen/Qwen2.5-0.5B-Instruct",
+                "EVAL_BATCH_SIZE": 256, "MAX_EVAL_PAIRS": 5000},
+    },
+    "05_qa": {
+        "smoke": {"MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "MAX_LENGTH": 128,
+                  "STRIDE": 32, "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 4, "GRAD_ACCUM": 1},
+        "cpu": {"MAX_TRAIN_SAMPLES": 500, "MAX_VAL_SAMPLES": 120, "MAX_EVAL_SAMPLES": 300, "MAX_LENGTH": 256,
+                "STRIDE": 64, "EPOCHS": 1, "BATCH_SIZE": 16, "GRAD_ACCUM": 1, "EVAL_EVERY": 15, "LR_FULL": 0.0003},
+        "gpu": {"DATA_SOURCE": "hub", "MODEL": "mrm8488/bert-tiny-finetuned-squadv2", "MAX_VAL_SAMPLES": 2000,
+                "EVAL_EVERY": 2000},
+    },
+    "06_multitask": {
+        "smoke": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "VARIANTS": ["baseline", "final_002", "simcse_lora"],
+                  "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 8, "MAX_LENGTH": 48, "MAX_TRAIN_SAMPLES": [48, 96, 48],
+                  "MAX_EVAL_SAMPLES": 32, "FROZEN_EPOCHS": 1, "SIMCSE_BATCH": 8, "MAX_TEST_SAMPLES": 64,
+                  "HEAD_LR": 0.001},
+        "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean",
+                "VARIANTS": ["baseline", "round_robin", "simcse", "simcse_lora"], "EPOCHS": 1, "BATCH_SIZE": 8,
+                "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [200, 400, 200], "MAX_EVAL_SAMPLES": 200, "LR": 5e-05,
+                "LORA_LR": 0.0003, "HEAD_LR": 0.001, "SIMCSE_BATCH": 16, "FROZEN_EPOCHS": 1, "FROZEN_LR": 0.0001},
+        "gpu": {},
+    },
 }
 
 # run_all.sh: per profile, the runs to make: (notebook, run name, parameters beyond the profile's presets).
@@ -32,10 +71,27 @@ _ENCODER_GPU = [("02_encoders", "roberta-base-naive", {"MODEL": "roberta-base", 
                 ("02_encoders", "distilbert-base-uncased", {"MODEL": "distilbert-base-uncased", "THRESHOLDS": "global"}),
                 ("02_encoders", "distilroberta-base", {"MODEL": "distilroberta-base"}),
                 ("02_encoders", "modernbert-base", {"MODEL": "answerdotai/ModernBERT-base"})]
+_GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "LR": 0.0005}
+_DECODER_CPU = [("03_qlora_decoders", "gemma-3-270m-classifier", {}),
+                ("03_qlora_decoders", "smollm2-135m-generative", _GENERATIVE)]
+_DECODER_GPU = [("03_qlora_decoders", "gemma-2b-classifier", {}),
+                ("03_qlora_decoders", "llama-3.2-1b-classifier", {"MODEL": "meta-llama/Llama-3.2-1B"}),
+                ("03_qlora_decoders", "qwen2.5-1.5b-classifier", {"MODEL": "Qwen/Qwen2.5-1.5B"}),
+                ("03_qlora_decoders", "qwen2.5-1.5b-instruct-generative",
+                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002})]
+_CDEC_CPU = [("04_cdec", "minilm-smollm", {})]
+_CDEC_GPU = [("04_cdec", "modernbert-qwen", {}),
+             ("04_cdec", "modernbert-focal", {"LOSS": "focal", "RUN_DECODER": False})]
+_QA_CPU = [("05_qa", "minilm", {})]
+_QA_GPU = [("05_qa", "bert-tiny-squadv2", {}),
+           ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "LR_FULL": 0.0003}),
+           ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "GRAD_ACCUM": 1,
+                                           "EPOCHS": 2, "LR_FULL": 3e-05, "LR_LORA": 0.0005, "EVAL_EVERY": 1000})]
 RUNS: dict[str, list[tuple[str, str, dict]]] = {
-    "smoke": [*_FFNN_RUNS, *_ENCODER_CPU],
-    "cpu": [*_FFNN_RUNS, *_ENCODER_CPU],
-    "gpu": [*_FFNN_RUNS, *_ENCODER_GPU],
+    "smoke": [*_FFNN_RUNS, *_ENCODER_CPU, *_DECODER_CPU, *_CDEC_CPU, *_QA_CPU, ("06_multitask", "smoke", {})],
+    "cpu": [*_FFNN_RUNS, *_ENCODER_CPU, *_DECODER_CPU, *_CDEC_CPU, *_QA_CPU,
+            ("06_multitask", "minilm-variants", {})],
+    "gpu": [*_FFNN_RUNS, *_ENCODER_GPU, *_DECODER_GPU, *_CDEC_GPU, *_QA_GPU, ("06_multitask", "bert-base-all", {})],
 }
 
 

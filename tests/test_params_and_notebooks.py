@@ -43,6 +43,7 @@ def test_every_preset_and_run_names_real_parameters():
             defaults, _ = params.parameters_cell(nb)
             assert set(extra) <= set(defaults), f"{profile}:{nb}/{run} passes unknown {set(extra) - set(defaults)}"
             assert set(profiles.presets(nb, profile)) <= set(defaults)
+            params.resolve({"PROFILE": profile, **extra}, nb)  # types and allowed values of presets + run
 
 
 @pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
