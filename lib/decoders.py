@@ -75,8 +75,9 @@ SYSTEM = "You are an annotator who tags the emotions expressed in tweets."
 
 
 def user_prompt(tweet: str, labels) -> str:
-    return (f"Tweet: {tweet}\n\nWhich of these emotions does the tweet express: {', '.join(labels)}?\n"
-            "Answer with the emotions present, comma-separated, or none.")
+    """The instruction first and the tweet last, so every prompt shares one long prefix (cached once)."""
+    return (f"Which of these emotions does the tweet express: {', '.join(labels)}?\n"
+            f"Answer with the emotions present, comma-separated, or none.\n\nTweet: {tweet}")
 
 
 def answer_text(row_labels, labels) -> str:
@@ -89,9 +90,29 @@ def chat_prompt(tok, tweet: str, labels) -> str:
     return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 
 
-def sft_example(tok, tweet: str, row_labels, labels, max_length: int = 256) -> dict:
+_SLOT = "<<TWEET-SLOT>>"
+
+
+def prompt_parts(tok, labels) -> tuple[list, str]:
+    """(token ids of the prompt text every tweet shares, the template text that follows the tweet).
+
+    A prompt's ids are always prefix ids + ids of (tweet + rest), in training and in generation alike, so the
+    prefix's key/value cache computed once serves every tweet."""
+    text = chat_prompt(tok, _SLOT, labels)
+    if text.count(_SLOT) != 1:
+        raise LabError(f"the chat template of {getattr(tok, 'name_or_path', 'this tokenizer')} altered the tweet slot")
+    pre, post = text.split(_SLOT)
+    return tok(pre, add_special_tokens=False)["input_ids"], post
+
+
+def prompt_ids(tok, tweet: str, labels, parts=None) -> list:
+    pre, post = parts or prompt_parts(tok, labels)
+    return pre + tok(tweet + post, add_special_tokens=False)["input_ids"]
+
+
+def sft_example(tok, tweet: str, row_labels, labels, max_length: int = 256, parts=None) -> dict:
     """input_ids/labels for supervised tuning: the loss covers only the answer and the end-of-turn token."""
-    prompt = tok(chat_prompt(tok, tweet, labels), add_special_tokens=False)["input_ids"]
+    prompt = prompt_ids(tok, tweet, labels, parts)
     answer = tok(answer_text(row_labels, labels) + (tok.eos_token or ""), add_special_tokens=False)["input_ids"]
     ids = (prompt + answer)[-max_length:]
     lab = ([-100] * len(prompt) + answer)[-max_length:]
@@ -145,15 +166,42 @@ def parse_labels(text: str, labels) -> tuple[set, list, bool]:
 
 
 @torch.no_grad()
-def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_tokens: int = 24) -> list[str]:
-    """Greedy answers for a list of tweets (left-padded batches)."""
+def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_tokens: int = 24,
+                     prefix_cache: bool = True) -> list[str]:
+    """Greedy answers for a list of tweets.
+
+    The shared prompt prefix (system turn, instruction, label list) runs once and its key/value cache is copied into
+    every batch, so per example only the tweet and the template's closing tokens are computed. Tweets are sorted by
+    length and each batch's tweet parts are left-padded between prefix and tweet (masked; position ids follow the
+    attention mask). prefix_cache=False runs the full prompts instead (same answers; a test compares the two).
+    """
+    import copy
+    from transformers import DynamicCache
     model.eval()
-    out = []
-    for i in range(0, len(tweets), batch_size):
-        prompts = [chat_prompt(tok, t, labels) for t in tweets[i:i + batch_size]]
-        enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        gen = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id)
-        out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+    dev = next(model.parameters()).device
+    pre, post = prompt_parts(tok, labels)
+    rest = [prompt_ids(tok, t, labels, ([], post)) for t in tweets]  # each prompt is pre + rest
+    if not prefix_cache:
+        pre, rest = [], [pre + r for r in rest]
+    cache = None
+    if pre:
+        cache = model(input_ids=torch.tensor([pre], device=dev), past_key_values=DynamicCache(),
+                      use_cache=True).past_key_values
+    order = sorted(range(len(rest)), key=lambda i: (len(rest[i]), i))
+    out = [""] * len(rest)
+    for j in range(0, len(order), batch_size):
+        b = order[j:j + batch_size]
+        n = max(len(rest[i]) for i in b)
+        ids = torch.tensor([pre + [tok.pad_token_id] * (n - len(rest[i])) + rest[i] for i in b], device=dev)
+        mask = torch.tensor([[1] * len(pre) + [0] * (n - len(rest[i])) + [1] * len(rest[i]) for i in b], device=dev)
+        kw = {}
+        if cache is not None:
+            kw["past_key_values"] = copy.deepcopy(cache)
+            kw["past_key_values"].batch_repeat_interleave(len(b))
+        gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
+                             pad_token_id=tok.pad_token_id, **kw)
+        for i, text in zip(b, tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)):
+            out[i] = text
     return out
 
 
@@ -171,14 +219,19 @@ def answers_to_matrix(answers, labels) -> tuple[np.ndarray, dict]:
                "examples_dropped": sorted(set(dropped))[:20]}
 
 
+def float_base(name: str, task: str, n_labels: int = 0):
+    """The untuned base model in float32 (CPU inference: bitsandbytes 4-bit matmuls are slow there)."""
+    cls = AutoModelForSequenceClassification if task == "classifier" else AutoModelForCausalLM
+    kw = {"num_labels": n_labels, "problem_type": "multi_label_classification"} if task == "classifier" else {}
+    return models.load_model(name, cls, dtype=torch.float32, **kw).eval()
+
+
 def float_copy_with_adapter(peft_model, name: str, task: str, n_labels: int, adapter_dir):
     """Save the trained LoRA adapter (plus head) and load it onto the float base model, merged, for fast CPU
     inference: bitsandbytes 4-bit matmuls are slow on CPU. Predictions differ from the 4-bit model only by the
     base weights' quantisation error (the report says which one predicted)."""
     from peft import PeftModel
     peft_model.save_pretrained(adapter_dir)
-    cls = AutoModelForSequenceClassification if task == "classifier" else AutoModelForCausalLM
-    kw = {"num_labels": n_labels, "problem_type": "multi_label_classification"} if task == "classifier" else {}
-    base = models.load_model(name, cls, dtype=torch.float32, **kw)
+    base = float_base(name, task, n_labels)
     base.config.pad_token_id = peft_model.config.pad_token_id
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()

@@ -90,3 +90,22 @@ def test_4bit_load_on_cpu_and_lora_trains(monkeypatch):
     assert logits.shape == (2, len(L)) and torch.isfinite(logits).all()
     logits.float().sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora" in n)
+
+
+def test_prefix_cached_generation_matches_full_prompts_and_training_ids():
+    """Generation reuses the shared prompt prefix's cache and batches tweets by length: the answers must equal those
+    of running every full prompt on its own; the training ids start with the very same prompt ids."""
+    from transformers import AutoModelForCausalLM
+    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
+    model = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
+    tweets = ["I am so happy today!", "Why does this always happen to me, I hate it", "ok",
+              "Scared of the exam tomorrow #nervous", "I am so happy today?"]
+    cached = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=6)
+    full = [decoders.generate_answers(model, tok, [t], L, max_new_tokens=6, prefix_cache=False)[0] for t in tweets]
+    assert cached == full and all(isinstance(a, str) for a in cached)
+    parts = decoders.prompt_parts(tok, L)
+    assert len(parts[0]) > 40  # the shared prefix is most of the prompt
+    ex = decoders.sft_example(tok, tweets[0], [1] + [0] * (len(L) - 1), L, parts=parts)
+    prompt = decoders.prompt_ids(tok, tweets[0], L, parts)
+    assert ex["input_ids"][:len(prompt)] == prompt and set(ex["labels"][:len(prompt)]) == {-100}
+    assert tok.decode(ex["input_ids"][len(prompt):], skip_special_tokens=True).strip() == L[0]
