@@ -56,15 +56,16 @@ class Data:
         return self.val[EMOTIONS].to_numpy(np.float32)
 
 
-def prepare(P) -> Data:
+def prepare(P, fold: int | None = None) -> Data:
     """Load the three files and build the split the parameters ask for (SPLIT, N_SPLITS, FOLD, MAX_TRAIN_SAMPLES,
-    MAX_EVAL_SAMPLES, ON_BAD_ROWS, DATA_DIR, SEED)."""
+    MAX_EVAL_SAMPLES, ON_BAD_ROWS, DATA_DIR, SEED); `fold` overrides FOLD (cross-validation)."""
+    fold = P.FOLD if fold is None else fold
     tr, dev, te = (semeval.load(s, P.DATA_DIR, P.ON_BAD_ROWS) for s in ("train", "dev", "test"))
     dropped = {s.path: s.dropped for s in (tr, dev, te) if s.dropped}
     if P.SPLIT == "kfold":
-        tr_idx, va_idx = splits.stratified_holdout(tr.y, P.N_SPLITS, P.FOLD, P.SEED)
+        tr_idx, va_idx = splits.stratified_holdout(tr.y, P.N_SPLITS, fold, P.SEED)
         train, val, holdout = tr.df.iloc[tr_idx], tr.df.iloc[va_idx], dev.df
-        desc = (f"MultilabelStratifiedKFold({P.N_SPLITS} folds, seed {P.SEED}) over the train file: fold {P.FOLD} is "
+        desc = (f"MultilabelStratifiedKFold({P.N_SPLITS} folds, seed {P.SEED}) over the train file: fold {fold} is "
                 f"validation; the official dev file is an untouched hold-out")
     elif P.SPLIT == "dev":
         train, val, holdout = tr.df, dev.df, None
@@ -83,6 +84,37 @@ def prepare(P) -> Data:
         desc += " Dropped bad rows: " + ", ".join(f"{k}: {len(v)}" for k, v in dropped.items()) + "."
     return Data(train.reset_index(drop=True), val.reset_index(drop=True),
                 None if holdout is None else holdout.reset_index(drop=True), test.reset_index(drop=True), desc, dropped)
+
+
+def cross_validate(P, fit_predict, n_models: int, log=print):
+    """K-fold cross-validation ensemble (SPLIT="kfold"): one model per fold 0..n_models-1.
+
+    fit_predict(data) trains a fresh model on data.train and returns (probs_val, probs_test, probs_holdout, history).
+    Returns (data, probs_val, probs_test, probs_holdout, histories) where data.val is the union of the validation
+    folds and probs_val are out-of-fold (each tweet scored by the one model that did not train on it; thresholds
+    are tuned on them), while test and hold-out probabilities are the mean over the fold models.
+    """
+    if P.SPLIT != "kfold" or not 2 <= n_models <= P.N_SPLITS:
+        raise LabError(f"CV_FOLDS={n_models}: cross-validation needs SPLIT='kfold' and 2 <= CV_FOLDS <= N_SPLITS "
+                       f"({P.N_SPLITS})")
+    vals, pv, pt, ph, hists, first = [], [], [], [], [], None
+    for k in range(n_models):
+        d = prepare(P, fold=k)
+        first = first or d
+        v, t, h, hist = fit_predict(d)
+        vals.append(d.val)
+        pv.append(np.asarray(v))
+        pt.append(np.asarray(t))
+        ph.append(None if h is None else np.asarray(h))
+        hists.append(hist)
+        log(f"fold {k}: trained on {len(d.train):,}, validated on {len(d.val):,}")
+    val = pd.concat(vals).reset_index(drop=True)
+    desc = (f"{n_models}-fold cross-validation: MultilabelStratifiedKFold({P.N_SPLITS} folds, seed {P.SEED}), one model "
+            f"per fold 0..{n_models - 1}; validation = the {len(val):,} out-of-fold tweets of those folds; test and "
+            f"hold-out probabilities averaged over the {n_models} models")
+    data = Data(first.train, val, first.holdout, first.test, desc, first.dropped)
+    holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
+    return data, np.concatenate(pv), np.mean(pt, 0), holdout, hists
 
 
 def _cap(df, n, name, seed):

@@ -73,3 +73,26 @@ def test_bad_submission_cites_line(tmp_path):
     p.write_text("ID," + ",".join(semeval.EMOTIONS) + "\n" + "x," + ",".join(["0"] * 10) + ",7\n")
     with pytest.raises(LabError, match=r"s.csv:2: labels must be 0/1"):
         semeval.read_submission(p)
+
+
+def test_cross_validation_assembles_out_of_fold_validation_and_averages_test(data_dir):
+    """emotion.cross_validate: the validation set is the union of the K folds (disjoint, each scored by its own
+    model), test and hold-out probabilities are the mean over the K models."""
+    from lib import emotion, params
+    P = params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold", "N_SPLITS": 5}, "02_encoders")
+    calls = []
+
+    def fit_predict(d):  # a stand-in model: validation probabilities = its labels / 2 + fold id; test = fold id
+        k = len(calls)
+        calls.append(set(d.val["ID"]))
+        assert not calls[-1] & set(d.train["ID"])  # a model never validates on its own training tweets
+        return d.y_val / 2 + k, np.full((len(d.test), 11), float(k)), np.full((len(d.holdout), 11), 2.0 * k), None
+
+    data, pv, pt, ph, hists = emotion.cross_validate(P, fit_predict, 3, log=lambda *_: None)
+    assert len(calls) == 3 and not (calls[0] & calls[1]) and not (calls[1] & calls[2])
+    assert len(data.val) == sum(len(c) for c in calls) and set(data.val["ID"]) == calls[0] | calls[1] | calls[2]
+    fold_of_row = np.repeat([0, 1, 2], [len(c) for c in calls])
+    assert np.allclose(pv, data.y_val / 2 + fold_of_row[:, None])  # rows line up with their labels
+    assert pt.shape == (3259, 11) and np.allclose(pt, 1.0) and np.allclose(ph, 2.0)  # means of 0,1,2 and 0,2,4
+    with pytest.raises(LabError, match="CV_FOLDS=6"):
+        emotion.cross_validate(P, fit_predict, 6)
