@@ -5,6 +5,12 @@
 encoder: training throughput of the encoder path with the lab's collation (length-grouped batches, dynamic
 padding) vs every batch padded to max_length, on the E-c training tweets; and the machine's matmul FLOP/s vs the
 training step's achieved model FLOP/s (6 x non-embedding parameters x real tokens, plus attention).
+decoder: LoRA training throughput of a decoder with a classification head (notebook 03's path) with 4-bit NF4 vs no
+quantisation, and with vs without gradient checkpointing; each setting in its own process, so its peak memory
+(resident set, reset after loading; plus CUDA peak on a GPU) is its own.
+
+    python -m lib.bench decoder [--model gemma-3-270m] [--steps 6] [--batch-size 8] [--max-length 64]
+
 Run it on a quiet machine: a second busy process slows torch several-fold.
 """
 from __future__ import annotations
@@ -42,11 +48,11 @@ def model_flops_per_token(model, seq_len: float) -> float:
     return 6 * n + attn
 
 
-def _train_steps(model, tok, ds, steps, batch_size, pad_to_max, seed):
+def _train_steps(model, tok, ds, steps, batch_size, pad_to_max, seed, lr=1e-5):
     from lib import encoders
     dl = encoders.loader(tok, ds, batch_size, train=True, seed=seed, pad_to_max=pad_to_max)
     loss_fn = encoders.bce_loss()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
     model.train()
     it = iter(dl)
     real_tokens = padded_tokens = examples = 0
@@ -87,6 +93,69 @@ def encoder(model_name: str, steps: int, batch_size: int, max_length: int, data_
             "matmul_flops": peak, "achieved_model_flops": achieved, "mfu_vs_matmul": achieved / peak}
 
 
+def _peak_rss_mb() -> float:
+    """Peak resident set (VmHWM) of this process in MB."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM")) / 1024
+
+
+def _reset_peak_rss() -> None:
+    """Linux: reset VmHWM to the current resident set (writing 5 to clear_refs), so later peaks are training's."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
+def _decoder_setting(model_name, quantization, checkpointing, steps, batch_size, max_length, data_dir, queue):
+    """One setting, in a child process: load, reset the memory peak, time `steps` LoRA training steps."""
+    try:
+        from lib import decoders, emotion, encoders, semeval
+        torch.manual_seed(0)
+        tr = semeval.load("train", data_dir)
+        tok, model = decoders.create_and_prepare_model(model_name, "classifier", len(emotion.EMOTIONS), quantization,
+                                                       gradient_checkpointing=checkpointing)
+        ds = encoders.Encoded(tok, tr.texts, tr.y, max_length)
+        rss_loaded = _peak_rss_mb()
+        _reset_peak_rss()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+        r = _train_steps(model, tok, ds, steps, batch_size, 0, 0, lr=2e-4)
+        r.update(quantization=quantization, gradient_checkpointing=checkpointing, peak_rss_mb=_peak_rss_mb(),
+                 peak_rss_loading_mb=rss_loaded,
+                 cuda_peak_mb=torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None)
+        queue.put(r)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which prints it
+        queue.put({"quantization": quantization, "gradient_checkpointing": checkpointing, "error": repr(e)})
+
+
+def decoder(model_name: str, steps: int, batch_size: int, max_length: int, data_dir: str = "",
+            settings=(("4bit", True), ("4bit", False), ("none", True), ("none", False))) -> dict:
+    import multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    rows = []
+    for quantization, checkpointing in settings:
+        q = ctx.Queue()
+        p = ctx.Process(target=_decoder_setting,
+                        args=(model_name, quantization, checkpointing, steps, batch_size, max_length, data_dir, q))
+        p.start()
+        rows.append(q.get())
+        p.join()
+    by = {(r["quantization"], r["gradient_checkpointing"]): r for r in rows}
+    ratio = {}
+    for ck in (True, False):
+        a, b = by.get(("4bit", ck), {}), by.get(("none", ck), {})
+        if "real_tokens_per_s" in a and "real_tokens_per_s" in b:
+            ratio[f"4bit_vs_none_tokens_per_s_ckpt_{'on' if ck else 'off'}"] = a["real_tokens_per_s"] / b["real_tokens_per_s"]
+    for qn in ("4bit", "none"):
+        a, b = by.get((qn, True), {}), by.get((qn, False), {})
+        if "real_tokens_per_s" in a and "real_tokens_per_s" in b:
+            ratio[f"ckpt_on_vs_off_tokens_per_s_{qn}"] = a["real_tokens_per_s"] / b["real_tokens_per_s"]
+    return {"model": model_name, "steps": steps, "batch_size": batch_size, "max_length": max_length,
+            "threads": torch.get_num_threads(), "settings": rows, "ratios": ratio}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -97,7 +166,32 @@ def main(argv=None) -> int:
     e.add_argument("--max-length", type=int, default=128)
     e.add_argument("--data-dir", default="")
     e.add_argument("--json", default="", help="also write the results to this file")
+    d = sub.add_parser("decoder", help="decoder LoRA training: 4-bit vs none, gradient checkpointing on vs off")
+    d.add_argument("--model", default="gemma-3-270m")
+    d.add_argument("--steps", type=int, default=6)
+    d.add_argument("--batch-size", type=int, default=8)
+    d.add_argument("--max-length", type=int, default=64)
+    d.add_argument("--data-dir", default="")
+    d.add_argument("--json", default="", help="also write the results to this file")
     a = ap.parse_args(argv)
+    if a.what == "decoder":
+        r = decoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
+        print(f"{r['model']} LoRA classifier, batch {r['batch_size']}, max_length {r['max_length']}, {r['steps']} timed "
+              f"steps, {r['threads']} threads")
+        for s in r["settings"]:
+            name = f"  {s['quantization']:>4}, checkpointing {'on ' if s['gradient_checkpointing'] else 'off'}"
+            if "error" in s:
+                print(f"{name}: failed: {s['error']}")
+            else:
+                print(f"{name}: {s['real_tokens_per_s']:.0f} tokens/s, {s['examples_per_s']:.2f} examples/s, "
+                      f"peak RSS {s['peak_rss_mb']:.0f} MB in training ({s['peak_rss_loading_mb']:.0f} MB by loading)"
+                      + (f", CUDA peak {s['cuda_peak_mb']:.0f} MB" if s["cuda_peak_mb"] else ""))
+        for k, v in r["ratios"].items():
+            print(f"  {k}: {v:.2f}x")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(r, f, indent=2)
+        return 0
     r = encoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
     d, p = r["dynamic"], r["pad_to_max"]
     print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps, {r['threads']} threads")
