@@ -87,11 +87,7 @@ def best_threshold(y, scores, grid=None) -> tuple[float, float]:
     y = np.asarray(y)
     scores = np.asarray(scores)
     grid = np.round(np.arange(0.02, 0.99, 0.01), 2) if grid is None else grid
-    f1s = []
-    for t in grid:
-        p = scores >= t
-        tp = float((p & (y == 1)).sum())
-        f1s.append(2 * tp / (p.sum() + (y == 1).sum()) if p.sum() + (y == 1).sum() else 0.0)
+    f1s = [coref_f1(y, scores, t) for t in grid]
     i = int(np.argmax(f1s))
     return float(grid[i]), float(f1s[i])
 
@@ -148,7 +144,7 @@ def decoder_loss(yes_id: int, no_id: int):
     def loss_fn(model, batch):
         dev = next(model.parameters()).device
         ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1]).logits[:, -1].float()
+        logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], logits_to_keep=1).logits[:, -1].float()
         return F.cross_entropy(logits, ids[:, -1])
     return loss_fn
 
@@ -160,7 +156,8 @@ def decoder_scores(model, batches: PromptBatches) -> np.ndarray:
     dev = next(model.parameters()).device
     out = np.zeros(len(batches.labels), dtype=np.float32)
     for b in batches:
-        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev)).logits[:, -1].float()
+        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev),
+                       logits_to_keep=1).logits[:, -1].float()  # only the next token's logits are needed
         two = logits[:, [batches.yes, batches.no]]
         out[b["index"].numpy()] = two.softmax(-1)[:, 0].cpu().numpy()
     return out
