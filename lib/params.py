@@ -81,12 +81,31 @@ def _type_ok(value, default) -> bool:
     return isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
 
 
-def resolve(given: dict, notebook: str) -> Params:
-    """Check `given` (the notebook's globals or any dict) against the notebook's parameters cell."""
+def injected_names(ns: dict) -> set[str] | None:
+    """Names set in papermill's injected-parameters cell (run_all.sh and `papermill -p` both inject one), read from
+    the kernel's input history (`In`); None when the notebook was not run by papermill (interactive use)."""
+    cells = [src for src in ns.get("In", []) or [] if isinstance(src, str) and src.startswith("# Parameters")]
+    if not cells:
+        return None
+    names: set[str] = set()
+    for src in cells:
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Params:
+    """Check `given` (the notebook's globals or any dict) against the notebook's parameters cell.
+
+    `explicit`: the names the user set (they win over the profile's presets even when equal to the default).
+    None means every name in `given` was set explicitly (a dict passed by code)."""
     from lib import profiles
 
     defaults, allowed = parameters_cell(notebook)
     given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
+    if explicit is None:
+        explicit = set(given)
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         hints = []
@@ -104,7 +123,7 @@ def resolve(given: dict, notebook: str) -> Params:
     if bad_preset:
         raise LabError(f"lib/profiles.py: preset for {notebook}/{profile} names unknown parameter(s) {bad_preset}")
     for k, v in presets.items():
-        if k not in given or given[k] == defaults[k]:  # left at its default -> the profile decides
+        if k not in explicit:  # not set by the user -> the profile decides
             values[k] = v
     values["PROFILE"] = profile
     for k, v in values.items():
@@ -138,7 +157,11 @@ def seed_everything(seed: int) -> None:
 
 def setup(ns: dict, notebook: str) -> Params:
     """Resolve a notebook's parameters (see module doc) and prepare the run. Returns P."""
-    P = resolve(ns, notebook)
+    explicit = injected_names(ns)
+    if explicit is None:  # interactive: a value edited in the parameters cell differs from the notebook's default
+        defaults, _ = parameters_cell(notebook)
+        explicit = {k for k, v in ns.items() if k in defaults and v != defaults[k]}
+    P = resolve(ns, notebook, explicit)
     if P.PROFILE in ("cpu", "smoke"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline profiles never try the network
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")

@@ -61,3 +61,32 @@ def test_notebook_committed_clean(nb):
         assert "#" in line, f"{nb.name}: parameter line without a comment: {line}"
     first_code = next(c for c in data["cells"] if c["cell_type"] == "code")
     assert 'if "google.colab" in sys.modules' in "".join(first_code["source"]), "Colab-only install cell first"
+
+
+def test_explicit_value_equal_to_default_still_wins_over_profile():
+    """`-p PROFILE cpu -p EPOCHS 5` (5 = the notebook's default) must train 5 epochs, not the cpu preset's 2."""
+    defaults, _ = params.parameters_cell("02_encoders")
+    cpu = profiles.presets("02_encoders", "cpu")
+    assert cpu["EPOCHS"] != defaults["EPOCHS"]  # otherwise the test proves nothing
+    assert params.resolve({"PROFILE": "cpu", "EPOCHS": defaults["EPOCHS"]}, "02_encoders").EPOCHS == defaults["EPOCHS"]
+    assert params.resolve({"PROFILE": "cpu"}, "02_encoders").EPOCHS == cpu["EPOCHS"]
+    qa_default, _ = params.parameters_cell("05_qa")
+    P = params.resolve({"PROFILE": "gpu", "DATA_SOURCE": qa_default["DATA_SOURCE"]}, "05_qa")
+    assert P.DATA_SOURCE == qa_default["DATA_SOURCE"] != profiles.presets("05_qa", "gpu")["DATA_SOURCE"]
+
+
+def test_setup_reads_the_names_papermill_injected(tmp_path):
+    """In a papermill run the notebook's globals hold defaults and injected values alike; the injected cell in the
+    kernel's input history says which were given."""
+    defaults, _ = params.parameters_cell("02_encoders")
+    injected = f"# Parameters\nPROFILE = \"cpu\"\nEPOCHS = {defaults['EPOCHS']}\nOUTPUT_DIR = \"{tmp_path}\"\n"
+    assert params.injected_names({"In": ["", "import lib", injected]}) == {"PROFILE", "EPOCHS", "OUTPUT_DIR"}
+    assert params.injected_names({"In": ["", "x = 1"]}) is None
+    ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "In": ["", injected]}
+    assert params.setup(ns, "02_encoders").EPOCHS == defaults["EPOCHS"]
+    ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "In": ["", "# Parameters\nPROFILE = \"cpu\"\n"]}
+    assert params.setup(ns, "02_encoders").EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
+    # interactive (no injected cell): a value edited in the parameters cell wins, untouched ones follow the profile
+    ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "MAX_LENGTH": 99}
+    P = params.setup(ns, "02_encoders")
+    assert P.MAX_LENGTH == 99 and P.EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
