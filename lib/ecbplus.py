@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import re
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.errors import LabError
+from lib.errors import LabError, read_text
 
 DEV_TOPICS = (2, 5, 12, 18, 21, 23, 34, 35)
 TEST_TOPICS = tuple(range(36, 46))
@@ -85,10 +86,16 @@ def _where(path, what) -> str:
 def parse_doc(path: str | Path) -> Doc:
     """Parse one ECB+ XML file. Malformed / truncated XML -> LabError naming the file."""
     path = Path(path)
+    if path.exists() and path.stat().st_size == 0:
+        raise LabError(f"{path}:1: empty file; expected an ECB+ <Document> XML file")
     try:
         root = ET.parse(path).getroot()
     except ET.ParseError as e:
-        raise LabError(_where(path, f"malformed or truncated XML ({e}); expected an ECB+ <Document> file")) from None
+        line, col = e.position
+        raise LabError(f"{path}:{line}: malformed or truncated XML at column {col + 1} ({str(e).split(':')[0]}); "
+                       "expected an ECB+ <Document> file (UTF-8, well-formed)") from None
+    except FileNotFoundError:
+        raise LabError(f"{path}: file not found; expected an ECB+ <Document> XML file") from None
     if root.tag != "Document":
         raise LabError(_where(path, f"root element <{root.tag}>; expected <Document>"))
     stem = path.name[:-4] if path.name.endswith(".xml") else path.stem
@@ -140,7 +147,7 @@ def validated_sentences(csv_path: str | Path) -> set:
     if not csv_path.exists():
         raise LabError(f"{csv_path}: not found; expected the release's {SENTENCES_CSV}")
     out = set()
-    with open(csv_path, newline="", encoding="utf-8") as f:
+    with io.StringIO(read_text(csv_path, f"the release's {SENTENCES_CSV} (Topic,File,Sentence Number)"), newline="") as f:
         rows = csv.reader(f)
         header = next(rows, None)
         for i, row in enumerate(rows, start=2):

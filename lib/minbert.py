@@ -13,6 +13,7 @@ evaluation part (by question text, so no question is in both).
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from lib import paths
-from lib.errors import LabError
+from lib.errors import LabError, read_text
 
 FILES = {
     "sst": {"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv", "test": "ids-sst-test-student.csv"},
@@ -58,8 +59,8 @@ def read(task: str, split: str, data_dir="", on_bad: str = "error") -> Table:
         raise LabError(f"on_bad must be 'error' or 'drop', got {on_bad!r}")
     path = _file(data_dir, task, split)
     texts, label = TEXT[task], LABEL[task]
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().split("\n")
+    lines = read_text(path, f"a tab-separated minBERT {task} file (columns id, {', '.join(texts)}"
+                            f"{', ' + label if split != 'test' else ''})").split("\n")
     if lines and lines[-1] == "":
         lines.pop()
     header = next(csv.reader([lines[0]], delimiter="\t"))
@@ -138,10 +139,23 @@ def read_sick(data_dir="", sets=("TRAIN", "TRIAL", "TEST")) -> pd.DataFrame:
     path = paths.data_dir(str(data_dir) if data_dir else "") / "sick" / "SICK.txt"
     if not path.exists():
         raise LabError(f"{path}: file not found; put SICK.txt (the full SICK release file) in {path.parent}")
-    df = pd.read_csv(path, sep="\t", quoting=csv.QUOTE_NONE, dtype={"pair_ID": str}, encoding="utf-8")
+    rows = list(csv.reader(io.StringIO(read_text(path, "the SICK release file SICK.txt (tab-separated, 12 columns)"),
+                                       newline=""), delimiter="\t", quoting=csv.QUOTE_NONE))
+    header = rows[0]
     need = ["pair_ID", "sentence_A", "sentence_B", "relatedness_score", "SemEval_set"]
-    if [c for c in need if c not in df.columns]:
-        raise LabError(f"{path}:1: header lacks {[c for c in need if c not in df.columns]}")
+    if [c for c in need if c not in header]:
+        raise LabError(f"{path}:1: header lacks {[c for c in need if c not in header]}; expected SICK.txt's 12 columns")
+    for n, r in enumerate(rows[1:], start=2):
+        if len(r) != len(header):
+            raise LabError(f"{path}:{n}: {len(r)} tab-separated fields, expected {len(header)} ({', '.join(header)}) "
+                           "(a truncated or damaged SICK.txt?)")
+        try:
+            float(r[header.index("relatedness_score")])
+        except ValueError:
+            raise LabError(f"{path}:{n}: relatedness_score {r[header.index('relatedness_score')]!r} is not a number; "
+                           "expected 1-5") from None
+    df = pd.DataFrame(rows[1:], columns=header)
+    df["relatedness_score"] = df["relatedness_score"].astype(float)
     df = df[df["SemEval_set"].str.strip().isin(sets)]
     return pd.DataFrame({"id": "sick-" + df["pair_ID"], "sentence1": df["sentence_A"].str.strip(),
                          "sentence2": df["sentence_B"].str.strip(),

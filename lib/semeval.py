@@ -7,6 +7,7 @@ Run as a command to score a submission:  python -m lib.semeval SUBMISSION.csv GO
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from lib import paths
-from lib.errors import LabError, where
+from lib.errors import LabError, read_text, where
 
 EMOTIONS = ["anger", "anticipation", "disgust", "fear", "joy", "love",
             "optimism", "pessimism", "sadness", "surprise", "trust"]
@@ -57,7 +58,8 @@ def parse_file(path: str | Path, labelled: bool | None = None, on_bad: str = "er
         raise LabError(f"on_bad must be 'error' or 'drop', got {on_bad!r}")
     path = Path(path)
     rows, dropped, seen = [], [], {}
-    with open(path, encoding="utf-8", newline="") as f:
+    text = read_text(path, f"a tab-separated E-c file with the header {' '.join(HEADER)}")
+    with io.StringIO(text, newline="") as f:
         reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
         try:
             header = [h.strip() for h in next(reader)]
@@ -150,8 +152,8 @@ def write_submission(ids, preds: np.ndarray, path: str | Path) -> Path:
 def read_submission(path: str | Path) -> pd.DataFrame:
     """Read and check a submission.csv (errors name file and line)."""
     path = Path(path)
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f))
+    rows = list(csv.reader(io.StringIO(read_text(path, f"a submission.csv with the header ID,{','.join(EMOTIONS)}"),
+                                       newline="")))
     if not rows or rows[0] != ["ID", *EMOTIONS]:
         raise LabError(f"{where(path, 1)}: header must be {['ID', *EMOTIONS]}")
     seen = set()

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from lib import paths
-from lib.errors import LabError
+from lib.errors import LabError, read_text
 
 DEV_FILE = "squad_v1.1/dev-v1.1.json"
 
@@ -76,12 +76,13 @@ def parse(data, source: str = "<squad>") -> list[dict]:
 
 def load_file(path) -> list[dict]:
     path = Path(path)
-    if not path.exists():
-        raise LabError(f"{path}: file not found; expected the official SQuAD v1.1 JSON (dev-v1.1.json) there")
+    text = read_text(path, "the official SQuAD v1.1 JSON (dev-v1.1.json)")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(text)
     except json.JSONDecodeError as e:
-        raise LabError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        cut = " (the file ends early: truncated?)" if e.pos >= len(text.rstrip()) else ""
+        raise LabError(f"{path}:{e.lineno}: malformed JSON at column {e.colno}: {e.msg}{cut}; "
+                       "expected the official SQuAD v1.1 JSON") from None
     return parse(data, str(path))
 
 
