@@ -164,10 +164,8 @@ def test_missing_file_is_a_lab_error(tmp_path):
 
 
 # ---------------------------------------------------------------- the real dev file and its article split
-def test_dev_file_and_article_disjoint_split():
-    d = Path(os.environ.get("DATA_DIR") or Path(__file__).resolve().parent.parent / "data")
-    if not (d / squad.DEV_FILE).exists():
-        pytest.skip(f"{d / squad.DEV_FILE} not found (set DATA_DIR)")
+def test_dev_file_and_article_disjoint_split(data_dir):
+    d = data_dir
     exs = squad.load_dev(str(d))
     assert len(exs) == 10570 and len({e["title"] for e in exs}) == 48
     tr, ev = squad.split_by_article(exs, 8, seed=3)
