@@ -91,7 +91,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     hist = History()
     best_val, best_state, bad = None, None, 0
     use_bf16 = cfg.bf16 and dev.type == "cuda"
-    step, t0, running = 0, time.time(), []
+    step, t0, running, micro = 0, time.time(), [], []  # running: losses since the last evaluation; micro: this step's
 
     def do_eval(epoch):
         nonlocal best_val, best_state, bad
@@ -123,7 +123,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
                 loss = loss_fn(model, batch) / cfg.grad_accum
             loss.backward()
-            running.append(float(loss.detach()) * cfg.grad_accum)
+            micro.append(float(loss.detach()) * cfg.grad_accum)
             if (i + 1) % cfg.grad_accum and i + 1 != len(train_loader):
                 continue
             if cfg.clip_norm:
@@ -133,7 +133,10 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
                 sched.step()
             opt.zero_grad(set_to_none=True)
             step += 1
-            hist.steps.append((step, running[-1]))
+            step_loss = sum(micro) / len(micro)  # the mean over the step's accumulated micro-batches
+            micro.clear()
+            running.append(step_loss)
+            hist.steps.append((step, step_loss))
             if cfg.eval_every and step % cfg.eval_every == 0 and (stop := do_eval(epoch + (i + 1) / len(train_loader))):
                 break
             if cfg.max_steps and step >= cfg.max_steps:

@@ -74,3 +74,20 @@ def test_weight_decay_skips_biases_and_norms():
     wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
     assert wd[id(model[0].weight)] == 0.01
     assert wd[id(model[0].bias)] == 0.0 and wd[id(model[1].weight)] == 0.0
+
+
+def test_grad_accum_logs_the_mean_of_the_accumulated_micro_batches():
+    """With lr 0 nothing moves, so the micro-batch losses are known in advance: (1-0)^2 = 1 and (3-0)^2 = 9 for a
+    zero model; a step of two micro-batches must log (1 + 9) / 2 = 5, not the last micro-batch's 9."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    batches = [(torch.ones(1, 1), torch.ones(1, 1)), (torch.ones(1, 1), torch.full((1, 1), 3.0))] * 2
+
+    def loss_fn(m, b):
+        return torch.nn.functional.mse_loss(m(b[0]), b[1])
+
+    hist = train.fit(model, batches, loss_fn, lambda m: {"loss": 0.0, "macro_f1": 0.0},
+                     train.TrainConfig(epochs=1, lr=0.0, grad_accum=2, scheduler="none", clip_norm=0),
+                     log=lambda *_: None)
+    assert hist.steps == [(1, 5.0), (2, 5.0)]
+    assert hist.evals[-1]["train_loss"] == 5.0
