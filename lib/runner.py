@@ -10,6 +10,7 @@ not stop the others; its partial notebook and HTML are kept, it is listed in ind
 from __future__ import annotations
 
 import argparse
+import contextlib
 import html
 import json
 import logging
@@ -17,6 +18,8 @@ import os
 import shutil
 import sys
 import time
+import urllib.parse
+from html.parser import HTMLParser
 from pathlib import Path
 
 from lib import paths, profiles
@@ -61,6 +64,63 @@ def _short(msg: str, limit: int = 600) -> str:
     return msg if len(msg) <= limit else msg[:limit] + " ... (full error in the report)"
 
 
+@contextlib.contextmanager
+def kernel_log(path: Path):
+    """Send everything written to this process's stdout/stderr file descriptors, and so the kernel's chatter
+    (its own process inherits them: "running over TCP without encryption", zmq tracebacks, "KeyboardInterrupt
+    caught in kernel"), to `path` for the duration; the terminal keeps one clean line per run."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        handlers = [(h, h.stream) for h in logging.getLogger().handlers if isinstance(h, logging.StreamHandler)]
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+            for h, stream in handlers:
+                h.stream = stream
+
+
+TIMINGS = "timings.json"  # outputs/timings.json: {profile: {"notebook/run": seconds}} of the last finished runs
+
+
+def load_timings(out: Path = paths.OUTPUTS) -> dict:
+    try:
+        return json.loads((out / TIMINGS).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def record_timing(profile: str, key: str, seconds: float, out: Path = paths.OUTPUTS) -> None:
+    t = load_timings(out)
+    t.setdefault(profile, {})[key] = round(seconds, 1)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / TIMINGS).write_text(json.dumps(t, indent=1, sort_keys=True))
+
+
+def expected_left(profile: str, keys: list[str], timings: dict) -> str:
+    """'about 12 min left' from the last measured times of `keys` (the runs still to do, this one included)."""
+    known = timings.get(profile, {})
+    have = [known[k] for k in keys if k in known]
+    if not have:
+        return "time left unknown: no earlier run measured"
+    text = f"about {_minutes(sum(have))} left"
+    missing = len(keys) - len(have)
+    return text + (f" + {missing} run(s) never measured" if missing else "")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def render_html(nb_path: Path, html_path: Path) -> None:
     import nbformat
     from nbconvert import HTMLExporter
@@ -85,9 +145,10 @@ def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str) 
     status, error = "ok", None
     os.environ.update(QUIET_ENV)
     try:
-        pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
-                            parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
-                            log_output=False, kernel_name="python3")
+        with kernel_log(tmp / "kernel.log"):
+            pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
+                                parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                                log_output=False, kernel_name="python3")
     except pm.PapermillExecutionError as e:
         status, error = "failed", _short(f"{e.ename}: {e.evalue}".strip())
     except Exception as e:  # noqa: BLE001 - kernel death, timeouts ...: recorded, the other runs go on
@@ -164,6 +225,41 @@ def build_index(out: Path = paths.OUTPUTS) -> Path:
     return index
 
 
+class _Links(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.found: list[tuple[str, str]] = []  # (tag, url)
+
+    def handle_starttag(self, tag, attrs):
+        for k, v in attrs:
+            if k in ("href", "src") and v:
+                self.found.append((tag, v))
+
+
+def broken_links(out: Path = paths.OUTPUTS) -> list[str]:
+    """Every link and image of outputs/index.html and of each run's report.html that does not resolve: a relative
+    target that is not there, or an embedded (data:) image without content. External URLs are not fetched."""
+    problems = []
+    pages = [out / "index.html", *sorted(out.glob("*/*/report.html"))]
+    for page in pages:
+        if not page.is_file():
+            problems.append(f"{page}: missing")
+            continue
+        parser = _Links()
+        parser.feed(page.read_text(encoding="utf-8", errors="replace"))
+        for tag, url in parser.found:
+            if url.startswith("data:"):
+                if tag == "img" and len(url.partition(",")[2]) < 100:
+                    problems.append(f"{page}: an embedded image is empty")
+                continue
+            if url.startswith(("#", "http://", "https://", "mailto:", "javascript:")):
+                continue
+            target = page.parent / urllib.parse.unquote(url.split("#")[0].split("?")[0])
+            if not target.exists():
+                problems.append(f"{page}: <{tag}> {url} -> {target} does not exist")
+    return problems
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the lab's notebooks and build HTML reports.")
     ap.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "gpu"])
@@ -179,10 +275,14 @@ def main(argv=None) -> int:
         return 0
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
     print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
-    t_all, failures = time.time(), []
+    t_all, failures, timings = time.time(), [], load_timings()
+    keys = [f"{nb}/{run}" for nb, run, _ in runs]
     for i, (nb, run, params) in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {nb}/{run} ...", end=" ", flush=True)
+        print(f"[{i}/{len(runs)}] {nb}/{run} ({expected_left(profile, keys[i - 1:], timings)}) ...", end=" ",
+              flush=True)
         rec = execute(nb, run, params, profile, data_dir)
+        if rec["status"] == "ok":
+            record_timing(profile, keys[i - 1], rec["elapsed_seconds"])
         print(f"{rec['status']} ({rec['elapsed_seconds']:.0f}s)" + (f": {rec['error']}" if rec["error"] else ""),
               flush=True)
         if rec["status"] != "ok":

@@ -3,12 +3,13 @@ import csv
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from lib import profiles, paths
+from lib import paths, profiles, runner
 
 ROOT = paths.ROOT
 
@@ -27,7 +28,7 @@ def smoke_outputs(data_dir, tmp_path_factory):
 def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
     out, stdout = smoke_outputs
     d = out / nb / run
-    assert f"{nb}/{run} ... ok" in stdout  # one progress line per notebook
+    assert re.search(rf"\] {re.escape(nb)}/{re.escape(run)} \(.*\) \.\.\. ok \(", stdout)  # one progress line per run
     for f in ("notebook.ipynb", "report.html", "metrics.json", "run.json"):
         assert (d / f).is_file(), f"missing {d / f}"
     m = json.loads((d / "metrics.json").read_text())
@@ -55,6 +56,19 @@ def test_index_lists_every_run(smoke_outputs):
     index = (out / "index.html").read_text()
     for nb, run, _ in profiles.RUNS["smoke"]:
         assert f"{nb}/{run}/report.html" in index
+
+
+def test_every_link_and_image_of_the_index_and_reports_resolves(smoke_outputs):
+    out, _ = smoke_outputs
+    assert runner.broken_links(out) == []
+
+
+def test_terminal_is_clean_and_kernel_logs_are_kept(smoke_outputs):
+    out, stdout = smoke_outputs
+    for noise in ("without encryption", "Address already in use", "KeyboardInterrupt", "Traceback"):
+        assert noise not in stdout
+    for nb, run, _ in profiles.RUNS["smoke"]:
+        assert (out / nb / run / "kernel.log").is_file()
 
 
 def test_failing_notebook_is_reported_and_others_continue(data_dir, tmp_path):
