@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from lib import paths, profiles, runner
+from lib import paths, profiles, regression, runner
 
 ROOT = paths.ROOT
 
@@ -56,6 +56,14 @@ def test_index_lists_every_run(smoke_outputs):
     index = (out / "index.html").read_text()
     for nb, run, _ in profiles.RUNS["smoke"]:
         assert f"{nb}/{run}/report.html" in index
+
+
+def test_smoke_metrics_match_the_pinned_values(smoke_outputs):
+    """The regression tier: each smoke run's headline metrics against tests/expected_smoke_metrics.json, within
+    lib.regression's stated tolerance. Refresh deliberately with `python -m lib.regression update <outputs>`."""
+    out, _ = smoke_outputs
+    problems = regression.compare(regression.collect(out), json.loads(regression.EXPECTED.read_text()))
+    assert not problems, "\n".join(problems)
 
 
 def test_every_link_and_image_of_the_index_and_reports_resolves(smoke_outputs):
