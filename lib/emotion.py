@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from lib import metrics, plots, report, semeval, splits, thresholds
+from lib import metrics, params, plots, report, semeval, splits, thresholds
 from lib.errors import LabError
 from lib.semeval import EMOTIONS
 
@@ -72,10 +72,10 @@ def prepare(P, fold: int | None = None) -> Data:
         desc = "official split: train file for training, dev file for validation"
     else:
         raise LabError(f"SPLIT={P.SPLIT!r}: expected 'kfold' or 'dev'")
-    train = _cap(train, P.MAX_TRAIN_SAMPLES, "MAX_TRAIN_SAMPLES", P.SEED)
-    val = _cap(val, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P.SEED)
+    train = params.cap(train, P.MAX_TRAIN_SAMPLES, "MAX_TRAIN_SAMPLES", P, P.SEED, "training tweets")
+    val = params.cap(val, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P, P.SEED, "validation tweets")
     if holdout is not None:
-        holdout = _cap(holdout, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P.SEED)
+        holdout = params.cap(holdout, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P, P.SEED, "hold-out tweets")
     test = te.df
     desc += f". Sizes: train {len(train):,}, validation {len(val):,}"
     desc += f", hold-out {len(holdout):,}" if holdout is not None else ""
@@ -115,15 +115,6 @@ def cross_validate(P, fit_predict, n_models: int, log=print):
     data = Data(first.train, val, first.holdout, first.test, desc, first.dropped)
     holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
     return data, np.concatenate(pv), np.mean(pt, 0), holdout, hists
-
-
-def _cap(df, n, name, seed):
-    """Subsample to n rows (0 = all). Asking for more rows than exist is an error, never a silent shortfall."""
-    if not n:
-        return df
-    if n > len(df):
-        raise LabError(f"{name}={n} but only {len(df)} rows are available in this split; lower it or set 0 for all")
-    return df.sample(n=n, random_state=seed).sort_index()
 
 
 def class_weights(P, y_train):

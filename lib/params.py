@@ -135,6 +135,35 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
     return Params(values)
 
 
+def cap(rows, n: int, name: str, P=None, seed: int = 0, what: str = "rows"):
+    """The one subsampling rule of the lab's MAX_*_SAMPLES / MAX_*_PAIRS knobs: at most `n` rows (0: all), a seeded
+    random subset that keeps the original order. Asking for more rows than exist keeps them all (never an error).
+    Every cap that applied is recorded in P.meta["caps"]; lib.report.finish writes them into metrics.json and the
+    report. `rows`: a DataFrame (pandas' seeded sample) or a list."""
+    total = len(rows)
+    if not n or n >= total:
+        if n:
+            _note_cap(P, f"{name}={n}: all {total} {what} kept (fewer than the cap)")
+        return rows
+    if hasattr(rows, "sample"):
+        out = rows.sample(n=n, random_state=seed).sort_index()
+    else:
+        keep = sorted(random.Random(seed).sample(range(total), n))
+        out = [rows[i] for i in keep]
+    _note_cap(P, f"{name}={n}: {n} of {total} {what}")
+    return out
+
+
+def _note_cap(P, text: str) -> None:
+    if P is None:
+        return
+    if not isinstance(getattr(P, "meta", None), dict):
+        P.meta = {}
+    caps = P.meta.setdefault("caps", [])
+    if text not in caps:
+        caps.append(text)
+
+
 def _cuda() -> bool:
     try:
         import torch

@@ -83,13 +83,17 @@ def _clean(x):
 def finish(P, headline: dict, metrics: dict | None = None, study: list | None = None, notes: list | None = None) -> dict:
     """Write <out>/metrics.json. `headline`: the few numbers the index shows; `metrics`: everything else;
     `study`: the study's reported rows for comparison; `notes`: honest caveats shown in the index."""
+    caps = list(P.meta.get("caps", []))
+    if caps:
+        print("Data caps applied in this run: " + "; ".join(caps))
     record = {
         "notebook": P.meta["notebook"],
         "profile": P.PROFILE,
         "headline": headline,
         "metrics": metrics or {},
         "study": study or [],
-        "notes": notes or [],
+        "notes": [*(notes or []), *(["caps: " + "; ".join(caps)] if caps else [])],
+        "caps": caps,
         "params": {k: v for k, v in P.items() if k.isupper()},
         "wall_seconds": time.time() - P.meta["t0"],
         **peak_memory_mb(),

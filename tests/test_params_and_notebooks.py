@@ -90,3 +90,34 @@ def test_setup_reads_the_names_papermill_injected(tmp_path):
     ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "MAX_LENGTH": 99}
     P = params.setup(ns, "02_encoders")
     assert P.MAX_LENGTH == 99 and P.EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
+
+
+def test_cap_one_rule_recorded_never_silent():
+    import pandas as pd
+    P = params.Params({})
+    df = pd.DataFrame({"x": range(10)})
+    out = params.cap(df, 4, "MAX_TRAIN_SAMPLES", P, seed=0, what="tweets")
+    assert len(out) == 4 and list(out.index) == sorted(out.index)          # seeded subset, original order kept
+    assert out.equals(params.cap(df, 4, "MAX_TRAIN_SAMPLES", None, seed=0))  # same seed, same rows
+    assert params.cap(df, 0, "MAX_EVAL_SAMPLES", P) is df                   # 0: all, nothing recorded
+    assert len(params.cap(df, 50, "MAX_EVAL_SAMPLES", P, what="tweets")) == 10  # more than exist: all, recorded
+    lst = params.cap(list("abcdefgh"), 3, "MAX_VAL_SAMPLES", P, seed=1, what="questions")
+    assert len(lst) == 3 and lst == sorted(lst)
+    assert P.meta["caps"] == ["MAX_TRAIN_SAMPLES=4: 4 of 10 tweets",
+                              "MAX_EVAL_SAMPLES=50: all 10 tweets kept (fewer than the cap)",
+                              "MAX_VAL_SAMPLES=3: 3 of 8 questions"]
+
+
+def test_max_knobs_mean_one_thing_in_every_notebook():
+    """MAX_TRAIN_SAMPLES: training examples; MAX_VAL_SAMPLES: the validation set that picks checkpoints/thresholds
+    when it is separate; MAX_EVAL_SAMPLES: every labelled set whose scores are reported; MAX_TEST_SAMPLES:
+    unlabelled test rows predicted. Each parameter comment says so."""
+    words = {"MAX_TRAIN_SAMPLES": "training", "MAX_VAL_SAMPLES": "validation", "MAX_EVAL_SAMPLES": "reported",
+             "MAX_TEST_SAMPLES": "test"}
+    for nb in NOTEBOOKS:
+        cell = next(c for c in json.loads(nb.read_text())["cells"]
+                    if "parameters" in c.get("metadata", {}).get("tags", []))
+        for line in "".join(cell["source"]).splitlines():
+            name = line.split("=")[0].strip()
+            if name in words:
+                assert words[name] in line.partition("#")[2], f"{nb.name}: {line}"
