@@ -83,7 +83,7 @@ def _type_ok(value, default) -> bool:
 
 def resolve(given: dict, notebook: str) -> Params:
     """Check `given` (the notebook's globals or any dict) against the notebook's parameters cell."""
-    from lib import profiles
+    from lib import profiles, tiny
 
     defaults, allowed = parameters_cell(notebook)
     given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
@@ -107,6 +107,7 @@ def resolve(given: dict, notebook: str) -> Params:
         if k not in given or given[k] == defaults[k]:  # left at its default -> the profile decides
             values[k] = v
     values["PROFILE"] = profile
+    values = tiny.apply(notebook, values)  # LAB_TINY=1: samples and steps capped (lib/tiny.py)
     for k, v in values.items():
         if not _type_ok(v, defaults[k]):
             raise LabError(f"notebook {notebook}: parameter {k}={v!r} should be a {type(defaults[k]).__name__} "
