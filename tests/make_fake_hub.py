@@ -222,10 +222,11 @@ def _model(builder: str, kind: str | None, snap: Path, vocab: int, ids: dict) ->
     model.save_pretrained(snap, safe_serialization=True)
 
 
-def build_squad(root: Path, datasets_cache: Path, dev_json: Path, n_articles: int = 2) -> None:
+def build_squad(root: Path, datasets_cache: Path, dev_json: Path, n_train: int = 6, n_val: int = 2) -> None:
     """SQuAD as `load_dataset("squad")` finds it offline: the hub copy (datasets--rajpurkar--squad parquet) and the
     prepared datasets cache (`<HF_DATASETS_CACHE>/squad/plain_text/...`, what datasets reads with HF_HUB_OFFLINE=1),
-    built from the local dev file: train = its first `n_articles` articles, validation = the next ones."""
+    built from the local dev file: train = its first `n_train` articles (05_qa holds VAL_ARTICLES=4 of them out),
+    validation = the next `n_val`."""
     import pandas as pd
     from datasets.packaged_modules.parquet.parquet import Parquet
     arts = json.loads(dev_json.read_text())["data"]
@@ -238,8 +239,8 @@ def build_squad(root: Path, datasets_cache: Path, dev_json: Path, n_articles: in
     snap = _snapshot(root, "rajpurkar/squad", "datasets") / "plain_text"
     snap.mkdir()
     files = {"train": snap / "train-00000-of-00001.parquet", "validation": snap / "validation-00000-of-00001.parquet"}
-    pd.DataFrame(rows(arts[:n_articles])).to_parquet(files["train"])
-    pd.DataFrame(rows(arts[n_articles:2 * n_articles])).to_parquet(files["validation"])
+    pd.DataFrame(rows(arts[:n_train])).to_parquet(files["train"])
+    pd.DataFrame(rows(arts[n_train:n_train + n_val])).to_parquet(files["validation"])
     target = Path(datasets_cache) / "squad"
     shutil.rmtree(target, ignore_errors=True)
     Parquet(cache_dir=str(datasets_cache), dataset_name="squad", config_name="plain_text", hash="0" * 16,
