@@ -1,6 +1,7 @@
 """Hub errors name the real cause: gated, repository not found, offline, disk full. Each test makes the hub
 download raise huggingface_hub's own error class inside transformers' real loading path."""
 import errno
+import types
 
 import httpx2
 import pytest
@@ -85,3 +86,23 @@ def test_token_from_colab_secrets_goes_to_env_only(monkeypatch):
     assert models.hub_token() == "hf_fromColabSecrets"
     import os
     assert os.environ["HF_TOKEN"] == "hf_fromColabSecrets"
+
+
+def test_float_base_on_gpu_in_training_dtype(monkeypatch):
+    """decoders.float_base: on CUDA the float model is placed on the GPU in bf16 (fp16 without bf16 support)."""
+    import torch
+
+    from lib import decoders
+    seen = {}
+    monkeypatch.setattr(decoders.models, "load_model",
+                        lambda name, cls, **kw: seen.update(kw) or types.SimpleNamespace(eval=lambda: "m"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    decoders.float_base("google/gemma-2b", "classifier", 11)
+    assert seen["dtype"] == torch.float32 and "device_map" not in seen
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    for bf16, dtype in ((True, torch.bfloat16), (False, torch.float16)):  # A100 / T4
+        seen.clear()
+        monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: bf16)
+        decoders.float_base("google/gemma-2b", "generative")
+        assert seen["dtype"] == dtype and seen["device_map"] == {"": 0}
