@@ -24,14 +24,14 @@ BADGES_START, BADGES_END = "<!-- badges:start -->", "<!-- badges:end -->"
 CELL = '''{mark}; edit lib/colab.py, not this cell). On Colab or Kaggle: fetch the lab,
 # install its packages (the platform's CUDA torch is kept) and find the data; on a local kernel only sys.path is set.
 import os, subprocess, sys
-LAB_REPO_URL = {url!r}  # the lab's repository (lib/colab.py REPO_URL); the environment variable LAB_REPO_URL overrides it
+lab_repo_url = {url!r}  # the lab's repository (lib/colab.py REPO_URL); the environment variable LAB_REPO_URL overrides it
 _platform = "colab" if "google.colab" in sys.modules else ("kaggle" if os.environ.get("KAGGLE_KERNEL_RUN_TYPE") else "")
 if _platform:
     _home = os.environ.get("LAB_HOME") or ("/content/nlp-lab" if _platform == "colab" else "/kaggle/working/nlp-lab")
     if not os.path.isdir(_home):
-        _url = os.environ.get("LAB_REPO_URL") or LAB_REPO_URL
+        _url = os.environ.get("LAB_REPO_URL") or lab_repo_url
         if not _url:
-            raise SystemExit("Set-up stopped: the lab's repository URL is not set. Set LAB_REPO_URL in this cell to "
+            raise SystemExit("Set-up stopped: the lab's repository URL is not set. Set lab_repo_url in this cell to "
                              "your copy of the lab (e.g. https://github.com/<you>/nlp-lab) and run it again.")
         subprocess.run(["git", "clone", "--depth", "1", "--branch", {branch!r}, _url, _home], check=True)
         import torch  # the platform's CUDA build: a pip constraint keeps it

@@ -48,7 +48,7 @@ def fake_colab(monkeypatch, tmp_path):
 def test_unset_url_stops_with_one_instruction(fake_colab):
     with pytest.raises(SystemExit) as e:
         _run_cell(colab.cell_source(""), fake_colab)
-    assert "LAB_REPO_URL" in str(e.value) and "not set" in str(e.value)
+    assert "lab_repo_url" in str(e.value) and "not set" in str(e.value)
     assert not (fake_colab / "nlp-lab").exists()
 
 
@@ -100,3 +100,10 @@ def test_kaggle_finds_input_datasets(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "path", list(sys.path))
     _run_cell(colab.cell_source("https://github.com/someone/nlp-lab"), tmp_path)
     assert os.environ["DATA_DIR"] == str(data)
+
+
+def test_setup_cell_leaves_no_parameter_like_globals():
+    """lib.setup rejects unknown ALL_CAPS globals: the set-up cell must not define any."""
+    ns = {}
+    exec(compile(colab.cell_source(), "setup-cell", "exec"), ns)
+    assert [k for k in ns if k.isupper() and not k.startswith("_")] == []
