@@ -220,10 +220,14 @@ def answers_to_matrix(answers, labels) -> tuple[np.ndarray, dict]:
 
 
 def float_base(name: str, task: str, n_labels: int = 0):
-    """The untuned base model in float32 (CPU inference: bitsandbytes 4-bit matmuls are slow there)."""
+    """The untuned base model in float: float32 on CPU (bitsandbytes 4-bit matmuls are slow there); on CUDA on the
+    GPU in the training dtype (bf16 where supported, else fp16: a 2B model in fp32 on the host runs out of memory)."""
     cls = AutoModelForSequenceClassification if task == "classifier" else AutoModelForCausalLM
     kw = {"num_labels": n_labels, "problem_type": "multi_label_classification"} if task == "classifier" else {}
-    return models.load_model(name, cls, dtype=torch.float32, **kw).eval()
+    if torch.cuda.is_available():
+        kw.update(device_map={"": torch.cuda.current_device()},
+                  dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    return models.load_model(name, cls, **{"dtype": torch.float32, **kw}).eval()
 
 
 def float_copy_with_adapter(peft_model, name: str, task: str, n_labels: int, adapter_dir):

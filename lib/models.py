@@ -114,16 +114,81 @@ def local_path(name: str) -> str:
     return str(_convert_gguf(name))
 
 
+def hub_token() -> str | None:
+    """The Hugging Face token, from the environment (HF_TOKEN) or the platform's secrets (Colab's Secrets panel,
+    Kaggle's Add-ons > Secrets, both under the name HF_TOKEN) -- never from a notebook parameter. A token found in
+    the platform's secrets goes into the process environment, where huggingface_hub reads it; it is never printed
+    or saved."""
+    token = os.environ.get("HF_TOKEN")
+    if token:
+        return token
+    try:  # Colab
+        from google.colab import userdata
+        token = userdata.get("HF_TOKEN")
+    except Exception:  # noqa: BLE001 - not on Colab, or the secret is missing / not shared with the notebook
+        token = None
+    if not token and os.environ.get("KAGGLE_KERNEL_RUN_TYPE"):
+        try:  # Kaggle
+            from kaggle_secrets import UserSecretsClient
+            token = UserSecretsClient().get_secret("HF_TOKEN")
+        except Exception:  # noqa: BLE001
+            token = None
+    if token:
+        os.environ["HF_TOKEN"] = token
+    return token or None
+
+
+_TOKEN_HOWTO = ("then give this machine a token (https://huggingface.co/settings/tokens, 'read' access): the "
+                "environment variable HF_TOKEN or `hf auth login`; on Colab the Secrets panel (key icon: a secret "
+                "named HF_TOKEN, notebook access on); on Kaggle Add-ons > Secrets (a secret named HF_TOKEN, attached "
+                "to the notebook)")
+
+
+def _causes(err: BaseException):
+    seen = []
+    while err is not None and err not in seen:
+        seen.append(err)
+        err = err.__cause__ or err.__context__
+    return seen
+
+
 def _hub_error(name: str, err: Exception) -> LabError:
-    offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-    return LabError(f"model {name!r} is neither embedded nor reachable: the Hugging Face hub is "
-                    f"{'disabled (HF_HUB_OFFLINE=1, set by the cpu and smoke profiles)' if offline else 'unreachable'} "
-                    f"({type(err).__name__}). Embedded models that load offline: {', '.join(EMBEDDED)}")
+    """A LabError naming the real cause of a failed hub load: gated, not found, offline, disk full."""
+    import errno
+
+    from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
+                                        RepositoryNotFoundError)
+    chain = _causes(err)
+    kind = type(err).__name__
+    if any(isinstance(e, OSError) and e.errno == errno.ENOSPC for e in chain):
+        from huggingface_hub import constants
+        return LabError(f"model {name!r}: the disk is full while downloading it into {constants.HF_HUB_CACHE} "
+                        f"({kind}). Free space there, or point HF_HUB_CACHE (or HF_HOME) at a disk with room.")
+    if any(isinstance(e, GatedRepoError) for e in chain) or "gated repo" in str(err):
+        have = "a token was found but has no access yet" if hub_token() else "no token was found"
+        return LabError(f"model {name!r} is gated ({have}): open https://huggingface.co/{name}, log in and accept "
+                        f"its licence, {_TOKEN_HOWTO}. Then re-run this cell.")
+    if any(isinstance(e, RepositoryNotFoundError) for e in chain):
+        return LabError(f"model {name!r} does not exist on the Hugging Face hub ({kind}): check the spelling of "
+                        f"MODEL (https://huggingface.co/{name}); a private repository also needs a token: "
+                        f"{_TOKEN_HOWTO.removeprefix('then ')}. Embedded models that load offline: "
+                        f"{', '.join(EMBEDDED)}")
+    offline = os.environ.get("HF_HUB_OFFLINE") == "1" or any(isinstance(e, OfflineModeIsEnabled) for e in chain)
+    if offline or any(isinstance(e, (LocalEntryNotFoundError, ConnectionError)) for e in chain):
+        why = ("the hub is disabled (HF_HUB_OFFLINE=1, set by the cpu and smoke profiles) and the model is not in "
+               "the local cache" if offline else "the hub is unreachable (no network?) and the model is not in the "
+               "local cache")
+        return LabError(f"model {name!r} is neither embedded nor reachable: {why} ({kind}). Download it once while online, or use "
+                        f"an embedded model that loads offline: {', '.join(EMBEDDED)}")
+    return LabError(f"model {name!r} could not be loaded from the Hugging Face hub ({kind}: {err}). Embedded "
+                    f"models that load offline: {', '.join(EMBEDDED)}")
 
 
 def load_tokenizer(name: str, **kw):
     from transformers import AutoTokenizer
     path = local_path(name)
+    if path == name:
+        hub_token()
     try:
         return AutoTokenizer.from_pretrained(path, **kw)
     except OSError as e:
@@ -135,6 +200,8 @@ def load_model(name: str, auto_class=None, **kw):
     from transformers import AutoModel
     auto_class = auto_class or AutoModel
     path = local_path(name)
+    if path == name:
+        hub_token()
     try:
         return auto_class.from_pretrained(path, **kw)
     except OSError as e:

@@ -100,7 +100,7 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
 
     `explicit`: the names the user set (they win over the profile's presets even when equal to the default).
     None means every name in `given` was set explicitly (a dict passed by code)."""
-    from lib import profiles
+    from lib import profiles, tiny
 
     defaults, allowed = parameters_cell(notebook)
     given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
@@ -126,6 +126,7 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
         if k not in explicit:  # not set by the user -> the profile decides
             values[k] = v
     values["PROFILE"] = profile
+    values = tiny.apply(notebook, values)  # LAB_TINY=1: samples and steps capped (lib/tiny.py)
     for k, v in values.items():
         if not _type_ok(v, defaults[k]):
             raise LabError(f"notebook {notebook}: parameter {k}={v!r} should be a {type(defaults[k]).__name__} "

@@ -88,7 +88,8 @@ _DECODER_GPU = [("03_qlora_decoders", "gemma-2b-classifier", {}),
                 ("03_qlora_decoders", "llama-3.2-1b-classifier", {"MODEL": "meta-llama/Llama-3.2-1B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-classifier", {"MODEL": "Qwen/Qwen2.5-1.5B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-instruct-generative",
-                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002})]
+                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002}),
+                ("03_qlora_decoders", "stella-en-1.5b-classifier", {"MODEL": "dunzhang/stella_en_1.5B_v5"})]
 _CDEC_CPU = [("04_cdec", "minilm-smollm", {})]
 _CDEC_GPU = [("04_cdec", "modernbert-qwen", {}),
              ("04_cdec", "modernbert-focal", {"LOSS": "focal", "RUN_DECODER": False})]

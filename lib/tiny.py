@@ -1,0 +1,42 @@
+"""Tiny mode (LAB_TINY=1): any profile, the gpu one included, at tiny size on CPU.
+
+Caps samples and steps and nothing else: every model, data source and hyper-parameter stays the profile's. A cap
+only lowers a value (0, "no cap", becomes the cap). Used by tests/test_gpu_tiny.py to execute the gpu profile on CPU
+against a fake hub cache of tiny checkpoints (tests/make_fake_hub.py):
+
+    LAB_TINY=1 HF_HUB_CACHE=<fake hub> HF_HUB_OFFLINE=1 ./run_all.sh --profile gpu
+"""
+from __future__ import annotations
+
+import os
+
+# per notebook: parameter -> cap (sample counts, pair counts, epochs, optimiser steps, generated tokens)
+CAPS: dict[str, dict] = {
+    "01_ffnn": {"EPOCHS": 1, "MAX_STEPS": 3, "MAX_TRAIN_SAMPLES": 200, "MAX_EVAL_SAMPLES": 100},
+    "02_encoders": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48},
+    "03_qlora_decoders": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+                          "MAX_NEW_TOKENS": 4},
+    "04_cdec": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_PAIRS": 200, "DEV_PAIR_BUDGET": 100,
+                "TEST_PAIR_BUDGET": 150, "MAX_EVAL_PAIRS": 40, "DEC_MAX_STEPS": 2, "DEC_TRAIN_FRACTION": 0.05,
+                "DEC_RESCORE_DEV": 16, "DEC_RESCORE_TEST": 16},
+    "05_qa": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16},
+    "06_multitask": {"EPOCHS": 1, "MAX_STEPS": 2, "FROZEN_EPOCHS": 1, "MAX_TRAIN_SAMPLES": [48, 96, 48],
+                     "MAX_EVAL_SAMPLES": 32, "MAX_TEST_SAMPLES": 64},
+}
+
+
+def enabled() -> bool:
+    return os.environ.get("LAB_TINY", "") not in ("", "0")
+
+
+def _cap(value, cap):
+    if isinstance(cap, list):
+        return [_cap(v, c) for v, c in zip(value, cap)]
+    return cap if not value else min(value, cap)  # 0 means "no cap": the tiny cap applies
+
+
+def apply(notebook: str, values: dict) -> dict:
+    """`values` with the notebook's tiny caps applied when LAB_TINY=1 (unchanged otherwise)."""
+    if not enabled():
+        return values
+    return {**values, **{k: _cap(values[k], c) for k, c in CAPS.get(notebook, {}).items() if k in values}}
