@@ -659,3 +659,18 @@ def dev_curves(results: list, key: str = "overall"):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def baseline_table(dev: TaskData, probe: dict | None = None) -> pd.DataFrame:
+    """What a model must beat on these dev examples: chance (SST 1/5, PARA 1/2, STS r 0), the majority class, and
+    (when given) the pretrained encoder with linear-probe heads and cosine STS, before any fine-tuning."""
+    maj_sst = float(dev.frames["sst"]["y"].value_counts(normalize=True).max())
+    p = float(dev.frames["para"]["y"].mean())
+    rows = [{"baseline": "chance", "SST acc": 0.2, "PARA acc": 0.5, "STS r": 0.0},
+            {"baseline": "majority class", "SST acc": maj_sst, "PARA acc": max(p, 1 - p), "STS r": 0.0}]
+    if probe:
+        rows.append({"baseline": "pretrained encoder + linear probes (no fine-tuning)", "SST acc": probe["sst_acc"],
+                     "PARA acc": probe["para_acc"], "STS r": probe["sts_r"]})
+    for r in rows:
+        r["overall"] = minbert.overall_score(r["SST acc"], r["PARA acc"], r["STS r"])
+    return pd.DataFrame(rows).set_index("baseline")

@@ -283,3 +283,13 @@ def test_apply_warm_start_sets_the_sst_probe_and_the_para_scale():
     assert float(m.para_logit(e, e2)) == pytest.approx(-8.0)
     ffn = mt.MultitaskBERT(FakeEncoder(), FakeTokenizer(), hidden=8, dropout=0.0, sst_ffn=True)
     assert mt.apply_warm_start(ffn, ws) == []  # FFN before the SST head, random pair head: no probe fits them
+
+
+def test_baseline_table_chance_and_majority():
+    dev = mt.TaskData({"sst": pd.DataFrame({"sentence": list("abcd"), "y": [1, 1, 1, 3]}),
+                       "para": pd.DataFrame({"s1": list("abcde"), "s2": list("abcde"), "y": [0, 0, 1, 1, 1]}),
+                       "sts": pd.DataFrame({"s1": ["a"], "s2": ["b"], "y": [2.0]})})
+    t = mt.baseline_table(dev, {"sst_acc": 0.5, "para_acc": 0.8, "sts_r": 0.6})
+    assert t.loc["majority class", "SST acc"] == 0.75 and t.loc["majority class", "PARA acc"] == 0.6
+    assert t.loc["chance", "overall"] == pytest.approx((0.2 + 0.5 + 0.5) / 3)
+    assert t.iloc[2]["overall"] == pytest.approx((0.5 + 0.8 + 0.8) / 3)
