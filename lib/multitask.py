@@ -72,6 +72,8 @@ VARIANTS: dict[str, Variant] = {
     "simcse": Variant(sts_head="cosine", simcse="unsup", note="003 SimCSE (unsupervised)"),
     "simcse_sup": Variant(sts_head="cosine", simcse="both", note="003 supervised + unsupervised SimCSE"),
     "simcse_full": Variant(sts_head="cosine", simcse="unsup", sst_ffn=True, note="003 SimCSE + full model (+FFN)"),
+    "simcse_lora_noffn": Variant(sts_head="cosine", simcse="unsup", lora=True,
+                                 note="003 SimCSE + LoRA, no FFN (LoRA vs full: compare with simcse)"),
     "simcse_lora": Variant(sts_head="cosine", simcse="unsup", sst_ffn=True, lora=True, note="003 SimCSE + LoRA (+FFN)"),
 }
 
@@ -87,26 +89,49 @@ def variant(name: str) -> Variant:
 
 # ---------------------------------------------------------------- model
 
-class PairHead(nn.Module):
-    """proj1(e1) * proj2(e2) -> interaction Linear -> one number per pair (study 002)."""
+PAIR_INITS = ("random", "cosine")
 
-    def __init__(self, hidden: int, proj: int, dropout: float = 0.0, share: "PairHead | None" = None):
+
+class PairHead(nn.Module):
+    """proj1(e1) * proj2(e2) -> interaction Linear -> one number per pair (study 002).
+
+    init="random": PyTorch's default initialisation (the study). init="cosine": the embeddings are L2-normalised,
+    both projections start as the identity and the interaction layer as a sum (weights 1, bias 0), so before any
+    training the head outputs the cosine of the two embeddings (a sentence-transformer's own similarity); training
+    then moves away from it. Needs proj == hidden."""
+
+    def __init__(self, hidden: int, proj: int, dropout: float = 0.0, share: "PairHead | None" = None,
+                 init: str = "random"):
         super().__init__()
-        self.drop = nn.Dropout(dropout)
+        if init not in PAIR_INITS:
+            raise LabError(f"PAIR_INIT={init!r}: expected {' | '.join(PAIR_INITS)}")
+        if init == "cosine" and proj != hidden:
+            raise LabError(f"PAIR_INIT='cosine' needs PROJ_DIM 0 (= hidden size {hidden}); got {proj}")
+        self.drop, self.normalize = nn.Dropout(dropout), init == "cosine"
         if share is not None:
             self.proj1, self.proj2 = share.proj1, share.proj2
         else:
             self.proj1, self.proj2 = nn.Linear(hidden, proj), nn.Linear(hidden, proj)
         self.interact = nn.Linear(proj, 1)
+        if init == "cosine":
+            with torch.no_grad():
+                if share is None:
+                    for lin in (self.proj1, self.proj2):
+                        lin.weight.copy_(torch.eye(hidden))
+                        lin.bias.zero_()
+                self.interact.weight.fill_(1.0)
+                self.interact.bias.zero_()
 
     def forward(self, e1, e2):
+        if self.normalize:
+            e1, e2 = F.normalize(e1, dim=-1), F.normalize(e2, dim=-1)
         return self.interact(self.proj1(self.drop(e1)) * self.proj2(self.drop(e2))).squeeze(-1)
 
 
 class MultitaskBERT(nn.Module):
     def __init__(self, encoder, tokenizer, hidden: int, proj_dim: int = 0, dropout: float = 0.3,
                  shared_proj: bool = False, sts_head: str = "pair", sst_ffn: bool = False, pooling: str = "mean",
-                 max_length: int = 128):
+                 max_length: int = 128, pair_init: str = "random"):
         super().__init__()
         if sts_head not in ("pair", "cosine") or pooling not in ("mean", "cls"):
             raise LabError(f"sts_head {sts_head!r} / pooling {pooling!r}: expected pair|cosine and mean|cls")
@@ -117,8 +142,8 @@ class MultitaskBERT(nn.Module):
         self.sst_ffn = (nn.Sequential(nn.Linear(hidden, hidden), nn.GELU(), nn.Dropout(dropout)) if sst_ffn
                         else nn.Identity())
         self.sst = nn.Linear(hidden, 5)
-        self.para = PairHead(hidden, proj, dropout)
-        self.sts = (PairHead(hidden, proj, dropout, share=self.para if shared_proj else None)
+        self.para = PairHead(hidden, proj, dropout, init=pair_init)
+        self.sts = (PairHead(hidden, proj, dropout, share=self.para if shared_proj else None, init=pair_init)
                     if sts_head == "pair" else None)
 
     # sentence embeddings
@@ -150,7 +175,7 @@ class MultitaskBERT(nn.Module):
 
 
 def build_model(name: str, variant_: Variant, dropout=0.3, proj_dim=0, pooling="mean", max_length=128,
-                lora_r=32, lora_alpha=16, lora_dropout=0.1):
+                lora_r=32, lora_alpha=16, lora_dropout=0.1, pair_init="random"):
     tok = models.load_tokenizer(name)
     enc = models.load_model(name)
     hidden = enc.config.hidden_size
@@ -159,7 +184,7 @@ def build_model(name: str, variant_: Variant, dropout=0.3, proj_dim=0, pooling="
         enc = get_peft_model(enc, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                                              target_modules=["query", "value"]))
     return MultitaskBERT(enc, tok, hidden, proj_dim, dropout, variant_.shared_proj, variant_.sts_head,
-                         variant_.sst_ffn, pooling, max_length)
+                         variant_.sst_ffn, pooling, max_length, pair_init)
 
 
 HEAD_PREFIXES = ("sst.", "sst_ffn.", "para.", "sts.")  # parameter names of the task heads (see head_lr_groups)
@@ -399,6 +424,63 @@ def with_extra(train_: TaskData, extra: dict, v: Variant) -> TaskData:
     return TaskData(f)
 
 
+# ---------------------------------------------------------------- warm start (linear probe, then fine-tune)
+
+@torch.no_grad()
+def embed_all(model: MultitaskBERT, texts, batch_size: int = 128) -> np.ndarray:
+    """Sentence embeddings of `texts` in their order (length-sorted batches: less padding), model in eval mode."""
+    was = model.training
+    model.eval()
+    texts = list(texts)
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out = np.zeros((len(texts), 0), dtype=np.float32)
+    parts = [model.embed([texts[i] for i in order[s:s + batch_size]]).float().cpu().numpy()
+             for s in range(0, len(order), batch_size)]
+    model.train(was)
+    if parts:
+        out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
+        out[order] = np.concatenate(parts)
+    return out
+
+
+def fit_warm_start(model: MultitaskBERT, data: TaskData, c: float = 1.0, seed: int = 0) -> dict:
+    """Linear probes on the *pretrained* encoder's embeddings (LP-FT: fit the heads first, then fine-tune all):
+    sst: multinomial logistic regression on the SST training embeddings -> weight (5, H), bias (5,);
+    para: 1-D logistic regression on the cosine of the PARA training pairs -> one scale a and bias b, so that
+    the cosine-initialised PARA head starts as logit = a * cos + b (its learnt threshold is -b / a).
+    Computed once and shared by every variant (they start from the same pretrained encoder)."""
+    from sklearn.linear_model import LogisticRegression
+    sst = data.frames["sst"]
+    x = embed_all(model, sst["sentence"])
+    lr = LogisticRegression(C=c, max_iter=2000, random_state=seed).fit(x, sst["y"].to_numpy())
+    if list(lr.classes_) != list(range(5)):
+        raise LabError(f"SST training labels {list(lr.classes_)}: the warm start needs all five classes 0-4")
+    para = data.frames["para"]
+    e1, e2 = embed_all(model, para["s1"]), embed_all(model, para["s2"])
+    cos = (e1 * e2).sum(1) / np.maximum(np.linalg.norm(e1, axis=1) * np.linalg.norm(e2, axis=1), 1e-12)
+    lp = LogisticRegression(C=1e4, max_iter=2000).fit(cos[:, None], para["y"].to_numpy())
+    return {"sst_weight": lr.coef_.astype(np.float32), "sst_bias": lr.intercept_.astype(np.float32),
+            "para_scale": float(lp.coef_[0, 0]), "para_bias": float(lp.intercept_[0]),
+            "sst_train_acc": float(lr.score(x, sst["y"].to_numpy())),
+            "para_threshold": float(-lp.intercept_[0] / lp.coef_[0, 0]), "n_sst": len(sst), "n_para": len(para)}
+
+
+@torch.no_grad()
+def apply_warm_start(model: MultitaskBERT, ws: dict) -> list[str]:
+    """Copy the probes into the heads they fit; returns which heads got them. The SST probe needs the linear head
+    directly on the embedding (no FFN); the PARA probe needs the cosine-initialised pair head."""
+    done = []
+    if isinstance(model.sst_ffn, nn.Identity):
+        model.sst.weight.copy_(torch.as_tensor(ws["sst_weight"]))
+        model.sst.bias.copy_(torch.as_tensor(ws["sst_bias"]))
+        done.append("sst")
+    if model.para.normalize:
+        model.para.interact.weight.fill_(ws["para_scale"])
+        model.para.interact.bias.fill_(ws["para_bias"])
+        done.append("para")
+    return done
+
+
 # ---------------------------------------------------------------- prediction and evaluation
 
 @torch.no_grad()
@@ -491,11 +573,14 @@ class Result:
 
 def run_variant(name: str, model_name: str, train_data: TaskData, extra: dict, dev: TaskData, cfg: train.TrainConfig,
                 s: Settings, frozen_epochs: int = 0, frozen_lr: float = 1e-6, model_kw: dict | None = None,
-                log=print):
-    """Build, train (and optionally the frozen-encoder stage), evaluate one variant. Returns (Result, model)."""
+                log=print, warm: dict | None = None):
+    """Build, (warm-start the heads from `warm`, see fit_warm_start,) train (and optionally the frozen-encoder
+    stage), evaluate one variant. Returns (Result, model)."""
     v = variant(name)
     torch.manual_seed(s.seed)
     model = build_model(model_name, v, **(model_kw or {})).to(train.device())
+    if warm:
+        log(f"{name}: heads warm-started from the shared linear probes: {', '.join(apply_warm_start(model, warm)) or 'none'}")
     tr = Trainer(model, with_extra(train_data, extra, v), v, s)
     params = models.count_parameters(model)
     eval_time = [0.0]
@@ -574,3 +659,18 @@ def dev_curves(results: list, key: str = "overall"):
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def baseline_table(dev: TaskData, probe: dict | None = None) -> pd.DataFrame:
+    """What a model must beat on these dev examples: chance (SST 1/5, PARA 1/2, STS r 0), the majority class, and
+    (when given) the pretrained encoder with linear-probe heads and cosine STS, before any fine-tuning."""
+    maj_sst = float(dev.frames["sst"]["y"].value_counts(normalize=True).max())
+    p = float(dev.frames["para"]["y"].mean())
+    rows = [{"baseline": "chance", "SST acc": 0.2, "PARA acc": 0.5, "STS r": 0.0},
+            {"baseline": "majority class", "SST acc": maj_sst, "PARA acc": max(p, 1 - p), "STS r": 0.0}]
+    if probe:
+        rows.append({"baseline": "pretrained encoder + linear probes (no fine-tuning)", "SST acc": probe["sst_acc"],
+                     "PARA acc": probe["para_acc"], "STS r": probe["sts_r"]})
+    for r in rows:
+        r["overall"] = minbert.overall_score(r["SST acc"], r["PARA acc"], r["STS r"])
+    return pd.DataFrame(rows).set_index("baseline")

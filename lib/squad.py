@@ -200,7 +200,11 @@ def qa_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 def span_loss(model, batch) -> torch.Tensor:
     """Mean of the start and end cross-entropies (as BertForQuestionAnswering computes it), padding masked out."""
-    s, e = qa_logits(model, batch)
+    return span_loss_from_logits(*qa_logits(model, batch), batch)
+
+
+def span_loss_from_logits(s, e, batch) -> torch.Tensor:
+    """The span loss of already computed (start, end) logits: evaluation scores and losses from one forward pass."""
     mask = batch["attention_mask"].to(s.device) == 0
     s, e = s.masked_fill(mask, -1e4), e.masked_fill(mask, -1e4)
     ce = torch.nn.functional.cross_entropy
@@ -209,7 +213,7 @@ def span_loss(model, batch) -> torch.Tensor:
 
 @torch.no_grad()
 def predict_logits(model, tok, feats, batch_size: int = 64) -> tuple[list, list, float]:
-    """Per feature: start and end logits (numpy, unpadded); and the mean span loss."""
+    """Per feature: start and end logits (numpy, unpadded); and the mean span loss (from the same forward pass)."""
     was = model.training
     model.eval()
     starts, ends, losses = [], [], []
@@ -218,8 +222,8 @@ def predict_logits(model, tok, feats, batch_size: int = 64) -> tuple[list, list,
     for k in range(0, len(order), batch_size):
         idx = order[k:k + batch_size]
         b = collate(tok, [feats[i] for i in idx])
-        s, e = qa_logits(model, b)
-        losses.append(float(span_loss(model, b)) * len(idx))
+        s, e = qa_logits(model, b)  # one forward pass per batch: the loss reuses these logits
+        losses.append(float(span_loss_from_logits(s, e, b)) * len(idx))
         for j, i in enumerate(idx):
             n = len(feats[i]["input_ids"])
             res[i] = (s[j, :n].cpu().numpy(), e[j, :n].cpu().numpy())

@@ -250,3 +250,41 @@ def test_sick_loader(data_dir):
     assert len(s) == 9840 and s["similarity"].min() == 0.0 and s["similarity"].max() == 5.0
     assert np.allclose(s["similarity"], (s["relatedness"] - 1) * 1.25)
     assert s["set"].value_counts().to_dict() == {"TEST": 4906, "TRAIN": 4439, "TRIAL": 495}
+
+
+def test_cosine_initialised_pair_head_starts_as_the_cosine():
+    h = mt.PairHead(hidden=3, proj=3, init="cosine")
+    e1, e2 = torch.tensor([[3.0, 4.0, 0.0]]), torch.tensor([[4.0, 3.0, 0.0]])
+    # cosine = (12 + 12) / (5 * 5) = 0.96
+    assert float(h(e1, e2)) == pytest.approx(0.96)
+    with pytest.raises(LabError):
+        mt.PairHead(hidden=3, proj=2, init="cosine")
+    with pytest.raises(LabError):
+        mt.PairHead(hidden=3, proj=3, init="xavier")
+
+
+def test_apply_warm_start_sets_the_sst_probe_and_the_para_scale():
+    m = mt.MultitaskBERT(FakeEncoder(), FakeTokenizer(), hidden=8, dropout=0.0, pair_init="cosine")
+    ws = {"sst_weight": np.arange(40, dtype=np.float32).reshape(5, 8), "sst_bias": np.ones(5, np.float32),
+          "para_scale": 10.0, "para_bias": -8.0}
+    assert mt.apply_warm_start(m, ws) == ["sst", "para"]
+    e = torch.zeros(1, 8)
+    e[0, 1] = 1.0  # one-hot on dimension 1 -> logits = column 1 of the weight + bias = (1, 9, 17, 25, 33) + 1
+    assert m.sst_logits(e).tolist()[0] == pytest.approx([2, 10, 18, 26, 34])
+    # PARA logit = 10 * cos + (-8): identical embeddings (cos 1) -> 2; orthogonal ones (cos 0) -> -8
+    e2 = torch.zeros(1, 8)
+    e2[0, 2] = 1.0
+    assert float(m.para_logit(e, e)) == pytest.approx(2.0)
+    assert float(m.para_logit(e, e2)) == pytest.approx(-8.0)
+    ffn = mt.MultitaskBERT(FakeEncoder(), FakeTokenizer(), hidden=8, dropout=0.0, sst_ffn=True)
+    assert mt.apply_warm_start(ffn, ws) == []  # FFN before the SST head, random pair head: no probe fits them
+
+
+def test_baseline_table_chance_and_majority():
+    dev = mt.TaskData({"sst": pd.DataFrame({"sentence": list("abcd"), "y": [1, 1, 1, 3]}),
+                       "para": pd.DataFrame({"s1": list("abcde"), "s2": list("abcde"), "y": [0, 0, 1, 1, 1]}),
+                       "sts": pd.DataFrame({"s1": ["a"], "s2": ["b"], "y": [2.0]})})
+    t = mt.baseline_table(dev, {"sst_acc": 0.5, "para_acc": 0.8, "sts_r": 0.6})
+    assert t.loc["majority class", "SST acc"] == 0.75 and t.loc["majority class", "PARA acc"] == 0.6
+    assert t.loc["chance", "overall"] == pytest.approx((0.2 + 0.5 + 0.5) / 3)
+    assert t.iloc[2]["overall"] == pytest.approx((0.5 + 0.8 + 0.8) / 3)

@@ -192,3 +192,41 @@ def test_methods_trainable_parameters_and_prompt_logits_align(tok):
     assert torch.isfinite(squad.span_loss(prompt, b))
     with pytest.raises(LabError, match="unknown method 'adapter'"):
         squad.create_model("all-MiniLM-L6-v2", "adapter")
+
+
+class _CountingQA(torch.nn.Module):
+    """A stand-in QA model: start logits = token id, end logits = -token id; counts its forward passes."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.calls = 0
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        import types
+        self.calls += 1
+        x = input_ids.float() + self.w
+        return types.SimpleNamespace(start_logits=x, end_logits=-x)
+
+
+def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worked():
+    import math
+
+    class Tok:
+        pad_token_id = 0
+
+    feats = [{"input_ids": [1, 2], "attention_mask": [1, 1], "start_positions": 1, "end_positions": 0},
+             {"input_ids": [3, 1, 2], "attention_mask": [1, 1, 1], "start_positions": 0, "end_positions": 1}]
+    m = _CountingQA()
+    s, e, loss = squad.predict_logits(m, Tok(), feats, batch_size=1)
+    assert m.calls == 2  # two batches of one feature: one forward pass each (was two: logits, then the loss)
+    assert [list(x) for x in s] == [[1.0, 2.0], [3.0, 1.0, 2.0]] and list(e[0]) == [-1.0, -2.0]
+    # feature 0: start CE at 1 over logits (1, 2) = log(e+e^2) - 2; end CE at 0 over (-1, -2) = log(e^-1+e^-2) + 1
+    l0 = (math.log(math.e + math.e ** 2) - 2 + math.log(math.exp(-1) + math.exp(-2)) + 1) / 2
+    # feature 1: start at 0 over (3, 1, 2); end at 1 over (-3, -1, -2)
+    l1 = (math.log(math.exp(3) + math.exp(1) + math.exp(2)) - 3
+          + math.log(math.exp(-3) + math.exp(-1) + math.exp(-2)) + 1) / 2
+    assert loss == pytest.approx((l0 + l1) / 2, rel=1e-5)
+    m.calls = 0
+    squad.predict_logits(m, Tok(), feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
+    assert m.calls == 1
