@@ -77,3 +77,26 @@ def check(est: dict, available: int | None = None, overhead: float = 1.2) -> Non
                    f"{available / GB:.1f} GB are free. Lower BATCH_SIZE (and raise GRAD_ACCUM to keep the effective "
                    f"batch), lower MAX_LENGTH, or set QUANTIZATION=\"4bit\" (activations and logits scale with "
                    f"BATCH_SIZE x MAX_LENGTH).")
+
+
+def check_run(P, notebook: str) -> dict | None:
+    """Before a gpu run trains (called by lib.setup when CUDA is there): estimate the run's main model from its
+    parameters (MODEL, QUANTIZATION, LORA_R, BATCH_SIZE, MAX_LENGTH, GRADIENT_CHECKPOINTING, MODE) and stop with
+    a LabError naming the knobs when it will not fit the free GPU memory. A model whose config cannot be read
+    (e.g. an embedded registry name) is skipped: returns None."""
+    import torch
+    if not torch.cuda.is_available() or not P.get("MODEL") or not P.get("BATCH_SIZE") or not P.get("MAX_LENGTH"):
+        return None
+    from transformers import AutoConfig
+    try:
+        config = AutoConfig.from_pretrained(P.MODEL)
+        quant = P.get("QUANTIZATION", "none") if notebook == "03_qlora_decoders" else "none"
+        est = estimate_from_config(config, quantization=quant,
+                                   lora_r=P.get("LORA_R", 0) if notebook == "03_qlora_decoders" else 0,
+                                   batch_size=P.BATCH_SIZE, max_length=P.MAX_LENGTH,
+                                   gradient_checkpointing=bool(P.get("GRADIENT_CHECKPOINTING", False)),
+                                   causal_lm=P.get("MODE") == "generative")
+    except (OSError, ValueError, AttributeError, KeyError):
+        return None
+    check(est)
+    return est

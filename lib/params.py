@@ -200,5 +200,9 @@ def setup(ns: dict, notebook: str) -> Params:
     out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / "interactive")
     out.mkdir(parents=True, exist_ok=True)
     P.meta = {"notebook": notebook, "out": out, "t0": time.time()}
+    from lib import memory
+    est = memory.check_run(P, notebook)  # on a GPU: stop now, naming the knob to turn, if the run will not fit
+    if est:
+        P.meta["gpu_memory_estimate_gb"] = round(est["total"] / memory.GB, 2)
     P.out = out
     return P

@@ -40,3 +40,24 @@ def test_check_names_the_knobs():
         memory.check(est, available=1000)
     for knob in ("BATCH_SIZE", "GRAD_ACCUM", "MAX_LENGTH", "QUANTIZATION"):
         assert knob in str(e.value)
+
+
+def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
+    """lib.setup on a (patched) GPU with too little free memory stops with the knobs named; with enough it records
+    the estimate; on CPU nothing is estimated."""
+    import torch
+    import transformers
+
+    from lib import params
+    monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(lambda cls, name, **kw: CFG))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(params, "_cuda", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1000, 10 ** 9))   # 1,000 bytes free
+    ns = {"PROFILE": "gpu", "MODEL": "some-org/some-model", "OUTPUT_DIR": str(tmp_path)}
+    with pytest.raises(LabError, match="Lower BATCH_SIZE"):
+        params.setup(dict(ns), "02_encoders")
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (10 ** 12, 10 ** 12))
+    P = params.setup(dict(ns), "02_encoders")
+    assert P.meta["gpu_memory_estimate_gb"] >= 0
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert memory.check_run(P, "02_encoders") is None
