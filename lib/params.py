@@ -185,6 +185,17 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def hand_run_name(P: dict, explicit: set[str]) -> str:
+    """Folder of a run made by hand (papermill or Jupyter, no OUTPUT_DIR): named by the parameters set, so two
+    different hand-made runs never overwrite each other: e.g. `hand-cpu-EPOCHS=5,LR=0.0001-3f2a9c1d`."""
+    import hashlib
+    given = {k: P[k] for k in sorted(explicit) if k in P and k not in ("PROFILE", "OUTPUT_DIR", "DATA_DIR")}
+    text = ",".join(f"{k}={v}" for k, v in given.items())
+    slug = re.sub(r"[^A-Za-z0-9=.,_-]+", "_", text)[:60] or "defaults"
+    digest = hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"hand-{P['PROFILE']}-{slug}-{digest}"
+
+
 def setup(ns: dict, notebook: str) -> Params:
     """Resolve a notebook's parameters (see module doc) and prepare the run. Returns P."""
     explicit = injected_names(ns)
@@ -197,7 +208,7 @@ def setup(ns: dict, notebook: str) -> Params:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     seed_everything(P.get("SEED", 0))
-    out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / "interactive")
+    out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(P, explicit))
     out.mkdir(parents=True, exist_ok=True)
     P.meta = {"notebook": notebook, "out": out, "t0": time.time()}
     from lib import memory

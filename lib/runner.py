@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import html
 import json
 import logging
@@ -129,18 +131,95 @@ def render_html(nb_path: Path, html_path: Path) -> None:
     html_path.write_text(body, encoding="utf-8")
 
 
-def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str) -> dict:
-    """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced). Returns its run.json record."""
+# the data folders each notebook reads (their files' checksums are part of a run's cache key)
+DATA_READ = {"01_ffnn": ["semeval2018_ec"], "02_encoders": ["semeval2018_ec"], "03_qlora_decoders": ["semeval2018_ec"],
+             "04_cdec": ["ecbplus"], "05_qa": ["squad_v1.1"], "06_multitask": ["minbert", "sick"]}
+
+
+def _sha(paths_: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in paths_:
+        h.update(str(p.name).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
+    """What a finished run's results depend on: its resolved parameters (lib.params.resolve, exactly as the notebook
+    will), the code (the notebook file and every lib/*.py) and the checksums of the data files it reads."""
+    from lib import params as params_
+    resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
+    code = _sha([paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").glob("*.py"))])
+    root = paths.data_dir(data_dir)
+    files = sorted(f for d in DATA_READ.get(notebook, []) for f in (root / d).rglob("*") if f.is_file())
+    return {"params": json.loads(json.dumps(dict(resolved), default=str)), "code": code,
+            "data": _sha(files) if files else "none", "tiny": os.environ.get("LAB_TINY", "")}
+
+
+def cached(final: Path, key: dict) -> bool:
+    try:
+        rec = json.loads((final / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return rec.get("status") == "ok" and rec.get("cache_key") == key and (final / "metrics.json").is_file()
+
+
+class RunInProgress(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def run_lock(final: Path):
+    """One process per run folder: a second run_all.sh (or test) asking for the same run gets a clear message."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    lock = final.parent / f".{final.name}.lock"
+    with open(lock, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            raise RunInProgress(f"{final} is being written by another run (pid {f.read().strip() or '?'}); wait for "
+                                "it or use another LAB_OUTPUTS") from None
+        f.seek(0)
+        f.truncate()
+        f.write(str(os.getpid()))
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str, force: bool = True) -> dict:
+    """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced). Returns its run.json record.
+    Without `force`, a finished run with the same cache key (parameters, code, data) is kept: status 'cached'."""
+    final = paths.OUTPUTS / notebook / run
+    try:
+        with run_lock(final):
+            return _execute(notebook, run, params, profile, data_dir, force, final)
+    except RunInProgress as e:
+        return {"notebook": notebook, "run": run, "profile": profile, "status": "failed", "error": str(e),
+                "elapsed_seconds": 0.0, "params": params}
+
+
+def _execute(notebook, run, params, profile, data_dir, force, final) -> dict:
     import papermill as pm
     logging.getLogger("papermill").setLevel(logging.ERROR)
 
-    final = paths.OUTPUTS / notebook / run
-    tmp = final.parent / f".{run}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    parameters = {"PROFILE": profile, "OUTPUT_DIR": str(tmp), **params}
+    parameters = {"PROFILE": profile, **params}
     if data_dir:
         parameters["DATA_DIR"] = data_dir
+    try:
+        key = cache_key(notebook, parameters, data_dir)
+    except Exception:  # noqa: BLE001 - a bad parameter: the notebook itself reports it; nothing to cache
+        key = None
+    if not force and key is not None and cached(final, key):
+        rec = json.loads((final / "run.json").read_text())
+        return {**rec, "status": "cached"}
+    tmp = final.parent / f".{run}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    parameters["OUTPUT_DIR"] = str(tmp)
     t0 = time.time()
     status, error = "ok", None
     os.environ.update(QUIET_ENV)
@@ -165,9 +244,10 @@ def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str) 
         m["params"]["OUTPUT_DIR"] = str(final)
         metrics.write_text(json.dumps(m, indent=2))
     rec = {"notebook": notebook, "run": run, "profile": profile, "status": status, "error": error,
-           "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)}}
+           "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)},
+           "cache_key": key}
     (tmp / "run.json").write_text(json.dumps(rec, indent=2))
-    old = final.parent / f".{run}.old"
+    old = final.parent / f".{run}.old-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         final.rename(old)
@@ -266,6 +346,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn or ffnn); repeatable")
     ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
+    ap.add_argument("--force", action="store_true",
+                    help="re-run even when a finished run has the same parameters, code and data (else: 'cached')")
     a = ap.parse_args(argv)
     profile = resolve_profile(a.profile)
     runs = plan(profile, a.only)
@@ -280,12 +362,13 @@ def main(argv=None) -> int:
     for i, (nb, run, params) in enumerate(runs, 1):
         print(f"[{i}/{len(runs)}] {nb}/{run} ({expected_left(profile, keys[i - 1:], timings)}) ...", end=" ",
               flush=True)
-        rec = execute(nb, run, params, profile, data_dir)
+        rec = execute(nb, run, params, profile, data_dir, force=a.force)
         if rec["status"] == "ok":
             record_timing(profile, keys[i - 1], rec["elapsed_seconds"])
-        print(f"{rec['status']} ({rec['elapsed_seconds']:.0f}s)" + (f": {rec['error']}" if rec["error"] else ""),
+        took = "finished earlier in " if rec["status"] == "cached" else ""
+        print(f"{rec['status']} ({took}{rec['elapsed_seconds']:.0f}s)" + (f": {rec['error']}" if rec["error"] else ""),
               flush=True)
-        if rec["status"] != "ok":
+        if rec["status"] not in ("ok", "cached"):
             failures.append(f"{nb}/{run}")
     index = build_index()
     print(f"index: {index}  (total {time.time() - t_all:.0f}s)")

@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 
@@ -87,3 +88,53 @@ def test_broken_links_finds_missing_targets_and_empty_images(tmp_path):
     (run / "figures" / "gone.png").write_bytes(b"png")
     (run / "report.html").write_text("<img src='figures/gone.png'>")
     assert runner.broken_links(tmp_path) == []
+
+
+def test_finished_run_with_same_parameters_code_and_data_is_cached(tmp_path, monkeypatch):
+    """Same parameters, code and data: 'cached'; a changed data file or --force: executed again."""
+    data = tmp_path / "data" / "semeval2018_ec"
+    data.mkdir(parents=True)
+    (data / "f.txt").write_text("x")
+    monkeypatch.setattr(paths, "OUTPUTS", tmp_path / "out")
+    calls = []
+    import papermill as pm
+
+    def fake_execute(src, dst, parameters, **kw):
+        calls.append(parameters)
+        (Path(parameters["OUTPUT_DIR"]) / "metrics.json").write_text(json.dumps({"params": {}, "headline": {}}))
+        (Path(dst)).write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    monkeypatch.setattr(pm, "execute_notebook", fake_execute)
+    args = ("01_ffnn", "naive", {"MAX_STEPS": 1}, "smoke", str(tmp_path / "data"))
+    assert runner.execute(*args, force=False)["status"] == "ok"
+    assert runner.execute(*args, force=False)["status"] == "cached" and len(calls) == 1
+    assert runner.execute(*args, force=True)["status"] == "ok" and len(calls) == 2
+    (data / "f.txt").write_text("changed")
+    assert runner.execute(*args, force=False)["status"] == "ok" and len(calls) == 3
+    assert runner.execute("01_ffnn", "naive", {"MAX_STEPS": 2}, "smoke", str(tmp_path / "data"),
+                          force=False)["status"] == "ok" and len(calls) == 4   # other parameters
+    assert not list((tmp_path / "out" / "01_ffnn").glob(".naive.tmp*"))
+
+
+def test_a_run_in_progress_is_not_entered_twice(tmp_path, monkeypatch):
+    import fcntl
+    monkeypatch.setattr(paths, "OUTPUTS", tmp_path)
+    (tmp_path / "01_ffnn").mkdir()
+    with open(tmp_path / "01_ffnn" / ".naive.lock", "w") as f:
+        f.write("4242")
+        f.flush()
+        fcntl.flock(f, fcntl.LOCK_EX)
+        code = ("import sys, json; from pathlib import Path; from lib import runner, paths; "
+                f"paths.OUTPUTS = Path({str(tmp_path)!r}); "
+                "print(json.dumps(runner.execute('01_ffnn', 'naive', {}, 'smoke', '')))")
+        proc = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
+    rec = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert rec["status"] == "failed" and "being written by another run (pid 4242)" in rec["error"]
+
+
+def test_hand_made_runs_land_in_folders_named_by_their_parameters():
+    from lib import params
+    P = params.Params({"PROFILE": "cpu", "EPOCHS": 5, "LR": 1e-4, "OUTPUT_DIR": "", "SEED": 0})
+    a = params.hand_run_name(P, {"EPOCHS", "LR", "PROFILE"})
+    assert a.startswith("hand-cpu-EPOCHS=5,LR=0.0001-") and len(a.split("-")[-1]) == 8
+    assert params.hand_run_name(P, {"PROFILE"}).startswith("hand-cpu-defaults-")
+    assert params.hand_run_name(P, {"EPOCHS"}) != a
