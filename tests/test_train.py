@@ -91,3 +91,87 @@ def test_grad_accum_logs_the_mean_of_the_accumulated_micro_batches():
                      log=lambda *_: None)
     assert hist.steps == [(1, 5.0), (2, 5.0)]
     assert hist.evals[-1]["train_loss"] == 5.0
+
+
+def test_precision_follows_the_device(monkeypatch):
+    """bf16 where the GPU has it, fp16 (GradScaler) where it does not, fp32 on CPU or when reduced precision is off."""
+    cfg = train.TrainConfig()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.choose_precision(cfg) == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)    # A100, H100, L4
+    assert train.choose_precision(cfg) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)   # T4, V100
+    assert train.choose_precision(cfg) == "fp16"
+    assert train.choose_precision(train.TrainConfig(bf16=False)) == "no"
+
+
+def test_history_records_the_engine(capsys):
+    model, batches, loss_fn, evaluate, _ = _setup([0.1])
+    hist = train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01, progress=False),
+                     log=lambda *_: None)
+    assert hist.precision == "no" and hist.num_processes == 1  # CPU, one process
+
+
+def test_progress_bar_interactive_only(monkeypatch, capsys):
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    monkeypatch.setenv("TQDM_DISABLE", "1")     # run_all's headless runs
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01), log=lambda *_: None)
+    assert "training" not in capsys.readouterr().err
+    monkeypatch.delenv("TQDM_DISABLE")
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01), log=lambda *_: None)
+    err = capsys.readouterr().err
+    assert "training" in err and "2/2" in err and "loss=" in err
+
+
+def _resumable(tmp_path, crash_at=None):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    gen = torch.Generator().manual_seed(1)
+    data = [(torch.randn(8, 4, generator=gen), torch.randn(8, 1, generator=gen)) for _ in range(4)]
+    calls = {"n": 0}
+
+    def loss_fn(m, b):
+        calls["n"] += 1
+        if crash_at is not None and calls["n"] == crash_at:
+            raise KeyboardInterrupt("interrupted")
+        return torch.nn.functional.mse_loss(m(b[0]), b[1]) + 0.0 * torch.rand(())  # consumes the torch RNG
+
+    def evaluate(m):
+        with torch.no_grad():
+            return {"loss": 0.0, "neg": -float(sum(torch.nn.functional.mse_loss(m(x), y) for x, y in data))}
+
+    cfg = train.TrainConfig(epochs=3, lr=0.05, monitor="neg", patience=0, checkpoint_dir=str(tmp_path / "ckpt"),
+                            save_every=2, resume=True, progress=False, scheduler="linear")
+    return model, data, loss_fn, evaluate, cfg
+
+
+def test_resume_continues_from_the_last_checkpoint_and_ends_like_an_uninterrupted_run(tmp_path):
+    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "a")
+    ref = train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
+    ref_w = model.weight.detach().clone()
+    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "b", crash_at=7)  # dies in step 7 of 12
+    import pytest
+    with pytest.raises(KeyboardInterrupt):
+        train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
+    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "b")               # a fresh process would do this
+    out = train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
+    assert out.resumed_from_step == 6                                              # the last checkpoint (every 2)
+    assert out.optimizer_steps == ref.optimizer_steps == 12
+    assert torch.allclose(model.weight, ref_w, atol=1e-7)
+    assert [e["neg"] for e in out.evals] == [e["neg"] for e in ref.evals]
+    assert out.steps == ref.steps
+
+
+def test_tracking_writes_tensorboard_events(tmp_path):
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    train.fit(model, batches, loss_fn, evaluate,
+              train.TrainConfig(epochs=2, lr=0.01, track="tensorboard", track_dir=str(tmp_path), progress=False),
+              log=lambda *_: None)
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(events[0].parent))
+    ea.Reload()
+    assert {"train_loss", "macro_f1"} <= set(ea.Tags()["scalars"])
+    assert [s.step for s in ea.Scalars("macro_f1")] == [2, 4]

@@ -1,0 +1,45 @@
+"""A tiny training job for the multiprocess tier, run as `accelerate launch --cpu --num_processes N tests/ddp_job.py OUT
+PER_RANK_BATCH`: the same data and global batch whatever N; writes the final weights, history and a distributed
+prediction (from the main process) to OUT as JSON."""
+import json
+import sys
+
+import torch
+
+from lib import train
+
+
+def main(out: str, per_rank_batch: int):
+    from accelerate import PartialState
+    acc = PartialState(cpu=True)
+    torch.manual_seed(0)
+    x = torch.randn(64, 3)
+    y = x @ torch.tensor([[1.5], [-2.0], [0.5]]) + 0.1
+    model = torch.nn.Linear(3, 1)
+    torch.manual_seed(1)
+    torch.nn.init.zeros_(model.weight)
+    # batches in the order a single process with batch per_rank_batch*N would see them, split per rank: global
+    # batch k is made of micro-batches k*N .. k*N+N-1 of size per_rank_batch
+    batches = [(x[i:i + per_rank_batch], y[i:i + per_rank_batch]) for i in range(0, 64, per_rank_batch)]
+
+    def loss_fn(m, b):
+        return torch.nn.functional.mse_loss(m(b[0]), b[1])
+
+    def evaluate(m):
+        with torch.no_grad():
+            return {"loss": float(torch.nn.functional.mse_loss(m(x), y)), "neg_mse": -float(
+                torch.nn.functional.mse_loss(m(x), y))}
+
+    hist = train.fit(model, batches, loss_fn, evaluate,
+                     train.TrainConfig(epochs=3, lr=0.05, scheduler="none", clip_norm=0, monitor="neg_mse",
+                                       patience=0, progress=False, weight_decay=0.0), log=lambda *_: None)
+    preds = train.distributed_map(lambda i: i * i, list(range(13)))  # 13: an uneven share on 2 ranks
+    if acc.is_main_process:
+        plain = model  # fit trains the caller's module in place (DDP wraps it, sharing its parameters)
+        json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),
+                   "best": hist.best["neg_mse"], "steps": hist.optimizer_steps, "procs": hist.num_processes,
+                   "preds": preds}, open(out, "w"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
