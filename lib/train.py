@@ -1,11 +1,14 @@
 """The shared training loop: AdamW, warmup + linear/cosine/plateau schedules, early stopping, best checkpoint restored.
 
 Every study's notebook supplies two small functions: `loss_fn(model, batch) -> loss` and
-`evaluate(model) -> {"loss": ..., <monitor>: ...}`; this file does the rest and records the history.
-One log line per evaluation (no progress-bar spam in the HTML reports).
+`evaluate(model) -> {"loss": ..., <monitor>: ...}`; this file does the rest (on Hugging Face accelerate: device
+placement, mixed precision, gradient accumulation and clipping, main-process logging) and records the history.
+One log line per evaluation; a tqdm.auto progress bar for interactive users, off in run_all's headless runs
+(TQDM_DISABLE=1), so the HTML reports hold the log lines only.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +35,7 @@ class TrainConfig:
     clip_norm: float = 1.0         # gradient clipping (0 = off)
     monitor: str = "macro_f1"      # key of evaluate()'s dict used for early stopping and best checkpoint
     mode: str = "max"              # max | min: whether larger monitor is better
-    bf16: bool = True              # bf16 autocast when on CUDA (ignored on CPU)
+    bf16: bool = True              # allow reduced precision on CUDA: bf16, or fp16 where unsupported (CPU: fp32)
     lr_groups: dict = field(default_factory=dict)  # parameter-name prefix -> own peak lr (e.g. fresh heads)
 
 
@@ -44,6 +47,7 @@ class History:
     stopped_early: bool = False
     train_seconds: float = 0.0
     optimizer_steps: int = 0
+    precision: str = "no"                        # accelerate mixed_precision used: no | bf16 | fp16
 
     def to_dict(self):
         return asdict(self)
@@ -75,22 +79,56 @@ def make_scheduler(opt, cfg: TrainConfig, total_steps: int):
     raise ValueError(f"scheduler {cfg.scheduler!r}: expected linear | cosine | plateau | none")
 
 
+def choose_precision(cfg: TrainConfig) -> str:
+    """accelerate's mixed_precision for this run: "bf16" on a GPU that supports it, else "fp16" (with a gradient
+    scaler) on a GPU, "no" on CPU or when cfg.bf16 (allow reduced precision) is off."""
+    if not cfg.bf16 or not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _accelerator(precision: str):
+    """A fresh Accelerator. accelerate keeps one process-wide state that refuses a second mixed_precision; a
+    notebook may train several models with different settings, so that state (not the process/device state that a
+    multi-GPU launch sets up) is cleared first."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    return Accelerator(mixed_precision=precision)
+
+
 def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> History:
     """Train `model`; after each epoch (and every cfg.eval_every steps) call evaluate(model); keep the best state.
+
+    Built on Hugging Face accelerate: the Accelerator places the model (quantised models loaded with a device map
+    stay where they are), casts precision (choose_precision), scales fp16 losses, clips gradients and wraps the
+    model for distributed training when launched on several processes; batches (any nesting of tensors) are sent
+    to its device. Gradients accumulate over cfg.grad_accum micro-batches; a final partial group in an epoch still
+    steps. Only the main process logs and shows the progress bar (tqdm.auto: steps, loss, time left; off when
+    TQDM_DISABLE=1, as in run_all's headless runs, whose log lines give the same in words).
 
     The best state (by cfg.monitor) of the trainable parameters is restored into `model` at the end (frozen and
     quantised weights never change, so a 4-bit base model needs no copy).
     """
-    dev = next(model.parameters()).device
+    from accelerate.utils import send_to_device
+    from tqdm.auto import tqdm
+
+    precision = choose_precision(cfg)
+    acc = _accelerator(precision)
     steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
     total = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
         total = min(total, cfg.max_steps)
     opt = make_optimizer(model, cfg)
-    sched = make_scheduler(opt, cfg, total)
-    hist = History()
+    sched = make_scheduler(opt, cfg, total)  # stepped here once per optimiser step (not prepared: no per-process scaling)
+    net, opt = acc.prepare(model, opt)       # net: what the loss sees (DDP-wrapped on several processes)
+    model = acc.unwrap_model(net)            # the same object as the caller's model on one process
+    hist = History(precision=precision)
+    say = log if acc.is_main_process else (lambda *_: None)
+    # disable is left to tqdm (and its TQDM_DISABLE environment variable) on the main process
+    bar = tqdm(total=total, desc="training", unit="step", **({} if acc.is_local_main_process else {"disable": True}))
     best_val, best_state, bad = None, None, 0
-    use_bf16 = cfg.bf16 and dev.type == "cuda"
     step, t0, running, micro = 0, time.time(), [], []  # running: losses since the last evaluation; micro: this step's
 
     def do_eval(epoch):
@@ -112,45 +150,58 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
         if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
             sched.step(val)
         shown = "  ".join(f"{k} {v:.4f}" for k, v in rec.items() if isinstance(v, float))
-        log(f"epoch {epoch:.2f} step {step}: {shown}{'  *' if better else ''}  ({time.time() - t0:.0f}s)")
+        took = time.time() - t0
+        left = took / max(step, 1) * (total - step)
+        say(f"epoch {epoch:.2f} step {step}/{total}: {shown}{'  *' if better else ''}  "
+            f"({took:.0f}s, at most ~{left:.0f}s left)")
         running.clear()
         return cfg.patience and bad >= cfg.patience
 
-    model.train()
+    net.train()
     stop = False
-    for epoch in range(cfg.epochs):
-        for i, batch in enumerate(train_loader):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_bf16):
-                loss = loss_fn(model, batch) / cfg.grad_accum
-            loss.backward()
-            micro.append(float(loss.detach()) * cfg.grad_accum)
-            if (i + 1) % cfg.grad_accum and i + 1 != len(train_loader):
-                continue
-            if cfg.clip_norm:
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], cfg.clip_norm)
-            opt.step()
-            if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            step_loss = sum(micro) / len(micro)  # the mean over the step's accumulated micro-batches
-            micro.clear()
-            running.append(step_loss)
-            hist.steps.append((step, step_loss))
-            if cfg.eval_every and step % cfg.eval_every == 0 and (stop := do_eval(epoch + (i + 1) / len(train_loader))):
+    try:
+        for epoch in range(cfg.epochs):
+            for i, batch in enumerate(train_loader):
+                sync = not (i + 1) % cfg.grad_accum or i + 1 == len(train_loader)
+                # no_sync: skip the all-reduce of micro-batches that do not step (a no-op on one process)
+                with contextlib.nullcontext() if sync else acc.no_sync(net):
+                    with acc.autocast():
+                        loss = loss_fn(net, send_to_device(batch, acc.device)) / cfg.grad_accum
+                    acc.backward(loss)
+                micro.append(float(loss.detach()) * cfg.grad_accum)
+                if not sync:
+                    continue
+                if cfg.clip_norm:
+                    acc.clip_grad_norm_([p for p in net.parameters() if p.requires_grad], cfg.clip_norm)
+                opt.step()
+                if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                step_loss = sum(micro) / len(micro)  # the mean over the step's accumulated micro-batches
+                micro.clear()
+                running.append(step_loss)
+                hist.steps.append((step, step_loss))
+                bar.update(1)
+                bar.set_postfix(loss=f"{step_loss:.4f}", refresh=False)
+                if cfg.eval_every and step % cfg.eval_every == 0 and (stop := do_eval(epoch + (i + 1) / len(train_loader))):
+                    break
+                if cfg.max_steps and step >= cfg.max_steps:
+                    stop = True
+                    break
+            if stop:
+                hist.stopped_early = bool(cfg.patience and bad >= cfg.patience)
+                if not (hist.evals and hist.evals[-1]["step"] == step):
+                    do_eval(epoch + 1)
                 break
-            if cfg.max_steps and step >= cfg.max_steps:
-                stop = True
-                break
-        if stop:
-            hist.stopped_early = bool(cfg.patience and bad >= cfg.patience)
             if not (hist.evals and hist.evals[-1]["step"] == step):
-                do_eval(epoch + 1)
-            break
-        if not (hist.evals and hist.evals[-1]["step"] == step):
-            if do_eval(epoch + 1):
-                hist.stopped_early = True
-                break
+                if do_eval(epoch + 1):
+                    hist.stopped_early = True
+                    break
+    finally:
+        bar.close()
+        acc.unwrap_model(net, keep_fp32_wrapper=False)  # give back the model without accelerate's autocast wrapper
+        acc.free_memory()
     hist.train_seconds = time.time() - t0
     hist.optimizer_steps = step
     if best_state is not None:
