@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -126,8 +127,9 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     model = acc.unwrap_model(net)            # the same object as the caller's model on one process
     hist = History(precision=precision)
     say = log if acc.is_main_process else (lambda *_: None)
-    # disable is left to tqdm (and its TQDM_DISABLE environment variable) on the main process
-    bar = tqdm(total=total, desc="training", unit="step", **({} if acc.is_local_main_process else {"disable": True}))
+    # TQDM_DISABLE is read here too: tqdm reads its environment once, at import, before a notebook may set it
+    quiet = not acc.is_local_main_process or os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    bar = tqdm(total=total, desc="training", unit="step", **({"disable": True} if quiet else {}))
     best_val, best_state, bad = None, None, 0
     step, t0, running, micro = 0, time.time(), [], []  # running: losses since the last evaluation; micro: this step's
 

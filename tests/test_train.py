@@ -91,3 +91,51 @@ def test_grad_accum_logs_the_mean_of_the_accumulated_micro_batches():
                      log=lambda *_: None)
     assert hist.steps == [(1, 5.0), (2, 5.0)]
     assert hist.evals[-1]["train_loss"] == 5.0
+
+
+def test_precision_choice_follows_the_device(monkeypatch):
+    """bf16 where the GPU supports it, fp16 (gradient scaler) on an older GPU, fp32 on CPU or when not allowed."""
+    cfg = train.TrainConfig()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert train.choose_precision(cfg) == "no"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert train.choose_precision(cfg) == "bf16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert train.choose_precision(cfg) == "fp16"
+    assert train.choose_precision(train.TrainConfig(bf16=False)) == "no"
+
+
+def test_history_records_the_precision_used():
+    model, batches, loss_fn, evaluate, _ = _setup([0.1])
+    hist = train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert hist.precision == train.choose_precision(train.TrainConfig())
+    assert hist.to_dict()["precision"] == hist.precision
+
+
+def test_progress_bar_shows_steps_unless_tqdm_disable(monkeypatch, capsys):
+    """Interactive runs get a bar counting optimiser steps; run_all's kernels set TQDM_DISABLE=1 and get none."""
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert "2/2" in capsys.readouterr().err                # 2 micro-batches, no accumulation: 2 steps
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert capsys.readouterr().err == ""
+
+
+def test_log_lines_say_steps_and_time_left_in_words():
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    lines = []
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=2), log=lines.append)
+    assert [l.split(":")[0] for l in lines] == ["epoch 1.00 step 2/4", "epoch 2.00 step 4/4"]
+    assert lines[-1].endswith("~0s left)")
+
+
+def test_partial_accumulation_group_still_steps():
+    """3 micro-batches with grad_accum 2: steps after micro-batches 2 and 3 (the partial group), per epoch."""
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    hist = train.fit(model, batches + batches[:1], loss_fn, evaluate,
+                     train.TrainConfig(epochs=2, lr=0.01, grad_accum=2, patience=0), log=lambda *_: None)
+    assert hist.optimizer_steps == 4 and [e["step"] for e in hist.evals] == [2, 4]
