@@ -99,10 +99,6 @@ def _convert_gguf(name: str, log=print) -> Path:
     return out
 
 
-def embedded_names() -> list[str]:
-    return list(EMBEDDED)
-
-
 def local_path(name: str) -> str:
     """A loadable folder for an embedded model (converted if needed), or the name itself for hub ids."""
     name = ALIASES.get(name, name)
@@ -212,3 +208,19 @@ def count_parameters(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_share": trainable / max(total, 1)}
+
+
+def mean_pool(hidden, attention_mask):
+    """Mean of the token vectors `hidden` (batch, tokens, dim) over the real tokens of `attention_mask`."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def ensure_pad_token(tok):
+    """Give a tokenizer without a pad token one without resizing embeddings: EOS, else UNK (decoders and some
+    encoders ship without one). Returns the tokenizer."""
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if tok.pad_token is None:
+        raise LabError("tokenizer has neither a pad, EOS nor UNK token; set one explicitly")
+    return tok
