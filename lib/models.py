@@ -182,24 +182,23 @@ def _hub_error(name: str, err: Exception) -> LabError:
 
 def load_tokenizer(name: str, **kw):
     from transformers import AutoTokenizer
-    path = local_path(name)
-    if path == name:
-        hub_token()
-    try:
-        return AutoTokenizer.from_pretrained(path, **kw)
-    except OSError as e:
-        raise _hub_error(name, e) from None
+    return _from_pretrained(AutoTokenizer, name, **kw)
 
 
 def load_model(name: str, auto_class=None, **kw):
     """Load `name` with a transformers Auto class (default AutoModel); kwargs go to from_pretrained."""
     from transformers import AutoModel
-    auto_class = auto_class or AutoModel
+    return _from_pretrained(auto_class or AutoModel, name, **kw)
+
+
+def _from_pretrained(cls, name: str, **kw):
+    """cls.from_pretrained on the embedded folder of `name` or, for a hub id, with the hub token; hub failures
+    become a LabError that names the cause."""
     path = local_path(name)
     if path == name:
         hub_token()
     try:
-        return auto_class.from_pretrained(path, **kw)
+        return cls.from_pretrained(path, **kw)
     except OSError as e:
         raise _hub_error(name, e) from None
 
