@@ -124,7 +124,9 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, total)  # stepped here once per optimiser step (not prepared: no per-process scaling)
     net, opt = acc.prepare(model, opt)       # net: what the loss sees (DDP-wrapped on several processes)
-    model = acc.unwrap_model(net)            # the same object as the caller's model on one process
+    # the caller's model, without the autocast wrapper prepare() puts on forward: reduced precision applies to the
+    # loss only (acc.autocast below), evaluate() runs in the model's own precision, as before accelerate
+    model = acc.unwrap_model(net, keep_fp32_wrapper=False)
     hist = History(precision=precision)
     say = log if acc.is_main_process else (lambda *_: None)
     # TQDM_DISABLE is read here too: tqdm reads its environment once, at import, before a notebook may set it
@@ -202,7 +204,6 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
                     break
     finally:
         bar.close()
-        acc.unwrap_model(net, keep_fp32_wrapper=False)  # give back the model without accelerate's autocast wrapper
         acc.free_memory()
     hist.train_seconds = time.time() - t0
     hist.optimizer_steps = step

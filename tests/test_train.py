@@ -139,3 +139,26 @@ def test_partial_accumulation_group_still_steps():
     hist = train.fit(model, batches + batches[:1], loss_fn, evaluate,
                      train.TrainConfig(epochs=2, lr=0.01, grad_accum=2, patience=0), log=lambda *_: None)
     assert hist.optimizer_steps == 4 and [e["step"] for e in hist.evals] == [2, 4]
+
+
+def test_reduced_precision_applies_to_the_loss_only_and_the_model_comes_back_unwrapped(monkeypatch):
+    """bf16 through accelerate (CPU autocast stands in for the GPU): training runs, the history says bf16, and the
+    caller's model is handed back with its own forward (evaluate() and later use run in the model's precision)."""
+    monkeypatch.setattr(train, "choose_precision", lambda cfg: "bf16")
+    model, batches, loss_fn, evaluate, _ = _setup([0.1])
+    forward = model.forward
+    dtypes = []
+
+    def loss_bf16(m, b):
+        out = m(b[0])
+        dtypes.append(out.dtype)
+        return torch.nn.functional.mse_loss(out.float(), b[1])
+
+    def evaluate_dtype(m):
+        dtypes.append(m(batches[0][0]).dtype)
+        return evaluate(m)
+
+    hist = train.fit(model, batches, loss_bf16, evaluate_dtype, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert hist.precision == "bf16"
+    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]   # autocast in the loss, not in evaluate()
+    assert model.forward == forward and model(batches[0][0]).dtype == torch.float32
