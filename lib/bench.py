@@ -159,20 +159,18 @@ def decoder(model_name: str, steps: int, batch_size: int, max_length: int, data_
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.bench")
     sub = ap.add_subparsers(dest="what", required=True)
-    e = sub.add_parser("encoder", help="encoder training throughput: dynamic vs pad-to-max; achieved FLOP/s")
-    e.add_argument("--model", default="all-MiniLM-L6-v2")
-    e.add_argument("--steps", type=int, default=20)
-    e.add_argument("--batch-size", type=int, default=32)
-    e.add_argument("--max-length", type=int, default=128)
-    e.add_argument("--data-dir", default="")
-    e.add_argument("--json", default="", help="also write the results to this file")
-    d = sub.add_parser("decoder", help="decoder LoRA training: 4-bit vs none, gradient checkpointing on vs off")
-    d.add_argument("--model", default="gemma-3-270m")
-    d.add_argument("--steps", type=int, default=6)
-    d.add_argument("--batch-size", type=int, default=8)
-    d.add_argument("--max-length", type=int, default=64)
-    d.add_argument("--data-dir", default="")
-    d.add_argument("--json", default="", help="also write the results to this file")
+    for what, helptext, model, steps, batch, length in [
+            ("encoder", "encoder training throughput: dynamic vs pad-to-max; achieved FLOP/s", "all-MiniLM-L6-v2",
+             20, 32, 128),
+            ("decoder", "decoder LoRA training: 4-bit vs none, gradient checkpointing on vs off", "gemma-3-270m",
+             6, 8, 64)]:
+        p = sub.add_parser(what, help=helptext)
+        p.add_argument("--model", default=model)
+        p.add_argument("--steps", type=int, default=steps)
+        p.add_argument("--batch-size", type=int, default=batch)
+        p.add_argument("--max-length", type=int, default=length)
+        p.add_argument("--data-dir", default="")
+        p.add_argument("--json", default="", help="also write the results to this file")
     a = ap.parse_args(argv)
     if a.what == "decoder":
         r = decoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)

@@ -167,12 +167,12 @@ def decoder_scores(model, batches: PromptBatches) -> np.ndarray:
 
 @torch.no_grad()
 def _mean_pooled(model, tok, texts, batch_size, max_length) -> np.ndarray:
+    from lib.models import mean_pool
     out = []
     for i in range(0, len(texts), batch_size):
         enc = tok(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
         h = model(**enc).last_hidden_state
-        m = enc["attention_mask"][..., None].float()
-        out.append(F.normalize((h * m).sum(1) / m.sum(1), dim=-1).numpy())
+        out.append(F.normalize(mean_pool(h, enc["attention_mask"]), dim=-1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
 
 
@@ -285,8 +285,7 @@ def lora_decoder(name: str, r: int = 16, alpha: int = 32, dropout: float = 0.05)
 
     from lib import models
     tok = models.load_tokenizer(name)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
+    models.ensure_pad_token(tok)
     model = models.load_model(name, AutoModelForCausalLM)
     model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear",
                                              task_type="CAUSAL_LM"))

@@ -109,21 +109,16 @@ def conll_table(results: dict) -> pd.DataFrame:
 # ---------------------------------------------------------------- clustering
 
 def connected_components(mentions: list, pairs_a, pairs_b, scores, threshold: float) -> dict:
-    """Union-find over pairs (a, b: indices into `mentions`) with score >= threshold -> {mention: cluster id}."""
-    parent = list(range(len(mentions)))
-
-    def find(x):
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    for a, b, s in zip(pairs_a, pairs_b, scores):
-        if s >= threshold:
-            ra, rb = find(int(a)), find(int(b))
-            if ra != rb:
-                parent[ra] = rb
-    return {m: find(i) for i, m in enumerate(mentions)}
+    """Clusters = connected components of the graph whose edges are the pairs (a, b: indices into `mentions`) with
+    score >= threshold (scipy.sparse.csgraph) -> {mention: cluster id}."""
+    import numpy as np
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components as components
+    keep = np.asarray(scores, float) >= threshold
+    a, b = np.asarray(pairs_a, int)[keep], np.asarray(pairs_b, int)[keep]
+    n = len(mentions)
+    _, label = components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)
+    return {m: int(label[i]) for i, m in enumerate(mentions)}
 
 
 def agglomerative(mentions: list, pairs_a, pairs_b, scores, threshold: float, groups=None, fill: float = 0.0) -> dict:

@@ -21,10 +21,8 @@ def prepare_tokenizer(tok, padding_side: str):
     Classification pools the last non-pad token (transformers finds it from pad_token_id), so right padding is the
     natural choice; generation needs left padding so every prompt ends where the new tokens start.
     """
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
-    if tok.pad_token is None:
-        raise LabError("tokenizer has neither a pad, EOS nor UNK token; set one explicitly")
+    from lib.models import ensure_pad_token
+    ensure_pad_token(tok)
     tok.padding_side = padding_side
     return tok
 

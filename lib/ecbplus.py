@@ -203,10 +203,6 @@ def load_mentions(data_dir: str | Path, all_sentences: bool = False, topics=None
     return event_mentions(docs, sents)
 
 
-def mention_table(mentions: list[Mention]) -> pd.DataFrame:
-    return pd.DataFrame([m.__dict__ for m in mentions])
-
-
 def corpus_stats(mentions: list[Mention]) -> pd.DataFrame:
     """Per split: topics, documents, mentions, chains (all / non-singleton)."""
     rows = []

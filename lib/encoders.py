@@ -16,7 +16,7 @@ def create_and_prepare_model(name: str, n_labels: int):
     model = models.load_model(name, AutoModelForSequenceClassification, num_labels=n_labels,
                               problem_type="multi_label_classification", **kw)
     if tok.pad_token is None:  # decoders and some encoders ship without one; reuse EOS, never resize embeddings
-        tok.pad_token = tok.eos_token
+        models.ensure_pad_token(tok)
         model.config.pad_token_id = tok.pad_token_id
     return tok, model
 

@@ -167,21 +167,16 @@ def read_sick(data_dir="", sets=("TRAIN", "TRIAL", "TEST")) -> pd.DataFrame:
 def quora_split(df: pd.DataFrame, eval_size: int | float = 0.2, seed: int = 0):
     """Split quora-dev.csv into (train, eval) with no question text in both: connected groups of pairs sharing a
     question go wholly to one side. eval_size: a share (<1) or a number of pairs (>=1, approximate)."""
-    parent: dict = {}
-
-    def find(x):
-        while parent.setdefault(x, x) != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
     a = df["sentence1"].str.lower().to_numpy()
     b = df["sentence2"].str.lower().to_numpy()
-    for s1, s2 in zip(a, b):
-        r1, r2 = find(s1), find(s2)
-        if r1 != r2:
-            parent[r1] = r2
-    group = np.array([find(s) for s in a])
+    texts, idx = np.unique(np.concatenate([a, b]), return_inverse=True)  # one node per distinct question
+    n = len(texts)
+    _, group = connected_components(coo_matrix((np.ones(len(a)), (idx[:len(a)], idx[len(a):])), shape=(n, n)),
+                                    directed=False)
+    group = group[idx[:len(a)]]  # each pair's component
     uniq = np.unique(group)
     rng = np.random.default_rng(seed)
     rng.shuffle(uniq)

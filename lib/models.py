@@ -99,10 +99,6 @@ def _convert_gguf(name: str, log=print) -> Path:
     return out
 
 
-def embedded_names() -> list[str]:
-    return list(EMBEDDED)
-
-
 def local_path(name: str) -> str:
     """A loadable folder for an embedded model (converted if needed), or the name itself for hub ids."""
     name = ALIASES.get(name, name)
@@ -186,24 +182,23 @@ def _hub_error(name: str, err: Exception) -> LabError:
 
 def load_tokenizer(name: str, **kw):
     from transformers import AutoTokenizer
-    path = local_path(name)
-    if path == name:
-        hub_token()
-    try:
-        return AutoTokenizer.from_pretrained(path, **kw)
-    except OSError as e:
-        raise _hub_error(name, e) from None
+    return _from_pretrained(AutoTokenizer, name, **kw)
 
 
 def load_model(name: str, auto_class=None, **kw):
     """Load `name` with a transformers Auto class (default AutoModel); kwargs go to from_pretrained."""
     from transformers import AutoModel
-    auto_class = auto_class or AutoModel
+    return _from_pretrained(auto_class or AutoModel, name, **kw)
+
+
+def _from_pretrained(cls, name: str, **kw):
+    """cls.from_pretrained on the embedded folder of `name` or, for a hub id, with the hub token; hub failures
+    become a LabError that names the cause."""
     path = local_path(name)
     if path == name:
         hub_token()
     try:
-        return auto_class.from_pretrained(path, **kw)
+        return cls.from_pretrained(path, **kw)
     except OSError as e:
         raise _hub_error(name, e) from None
 
@@ -212,3 +207,19 @@ def count_parameters(model) -> dict:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return {"total": total, "trainable": trainable, "trainable_share": trainable / max(total, 1)}
+
+
+def mean_pool(hidden, attention_mask):
+    """Mean of the token vectors `hidden` (batch, tokens, dim) over the real tokens of `attention_mask`."""
+    m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+
+
+def ensure_pad_token(tok):
+    """Give a tokenizer without a pad token one without resizing embeddings: EOS, else UNK (decoders and some
+    encoders ship without one). Returns the tokenizer."""
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token if tok.eos_token is not None else tok.unk_token
+    if tok.pad_token is None:
+        raise LabError("tokenizer has neither a pad, EOS nor UNK token; set one explicitly")
+    return tok

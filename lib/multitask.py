@@ -151,8 +151,7 @@ class MultitaskBERT(nn.Module):
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         if self.pooling == "cls":
             return out[:, 0]
-        m = attention_mask.unsqueeze(-1).to(out.dtype)
-        return (out * m).sum(1) / m.sum(1).clamp(min=1)
+        return models.mean_pool(out, attention_mask)
 
     def embed(self, texts):
         dev = next(self.parameters()).device
@@ -636,7 +635,8 @@ def loss_curves(results: list):
                 continue
             x, y = map(np.asarray, zip(*pts))
             w = max(1, len(y) // 20)
-            ys = np.convolve(y, np.ones(w) / w, mode="valid")
+            from lib.plots import moving_mean
+            ys = moving_mean(y, w)
             ax.plot(x[w - 1:], ys, label=r.name, alpha=0.85)
         ax.set(title=f"{t.upper()} training loss", xlabel="optimiser step")
     axes[0].set_ylabel("per-example loss (moving mean)")

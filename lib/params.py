@@ -115,9 +115,7 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
         raise LabError(f"notebook {notebook}: unknown parameter(s): {', '.join(hints)}. "
                        f"Known: {', '.join(sorted(defaults))}")
     values = {**defaults, **given}
-    profile = values.get("PROFILE", "auto")
-    if profile == "auto":
-        profile = "gpu" if _cuda() else "cpu"
+    profile = profiles.resolve_profile(values.get("PROFILE", "auto"))
     presets = profiles.presets(notebook, profile)
     bad_preset = sorted(set(presets) - set(defaults))
     if bad_preset:
@@ -165,24 +163,10 @@ def _note_cap(P, text: str) -> None:
         caps.append(text)
 
 
-def _cuda() -> bool:
-    try:
-        import torch
-        return torch.cuda.is_available()
-    except ImportError:
-        return False
-
-
 def seed_everything(seed: int) -> None:
-    import numpy as np
-    random.seed(seed)
-    np.random.seed(seed)
-    try:
-        import torch
-        torch.manual_seed(seed)
-        torch.cuda.manual_seed_all(seed)
-    except ImportError:
-        pass
+    """Python, NumPy and torch (all GPUs) seeded alike (transformers.set_seed)."""
+    from transformers import set_seed
+    set_seed(seed)
 
 
 def hand_run_name(P: dict, explicit: set[str]) -> str:

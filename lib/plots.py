@@ -38,13 +38,18 @@ def per_class_bars(per_class: dict, title="Validation precision / recall / F1 pe
     return fig
 
 
+def moving_mean(y, w: int) -> np.ndarray:
+    """Mean of each window of `w` consecutive values (len(y) - w + 1 of them; plot against x[w - 1:])."""
+    return np.convolve(np.asarray(y, float), np.ones(w) / w, mode="valid")
+
+
 def loss_curves(history, title="Training and validation loss"):
     """history: lib.train.History (steps = [(step, loss)], evals = [{step, loss, ...}])."""
     fig, ax = plt.subplots(figsize=(7, 3.5))
     if history.steps:
         s, l = zip(*history.steps)
         w = max(1, len(l) // 50)
-        smooth = np.convolve(l, np.ones(w) / w, mode="valid")
+        smooth = moving_mean(l, w)
         ax.plot(s[w - 1:], smooth, label=f"train (moving mean of {w} steps)", alpha=0.8)
     ev = [e for e in history.evals if "loss" in e]
     if ev:
@@ -53,14 +58,6 @@ def loss_curves(history, title="Training and validation loss"):
         ax.axvline(history.best["step"], ls="--", c="gray", label="best checkpoint")
     ax.set(title=title, xlabel="optimiser step", ylabel="loss")
     ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def metric_curve(history, key="macro_f1", title=None):
-    fig, ax = plt.subplots(figsize=(7, 3.2))
-    ax.plot([e["step"] for e in history.evals], [e[key] for e in history.evals], "o-")
-    ax.set(title=title or f"Validation {key}", xlabel="optimiser step", ylabel=key)
     fig.tight_layout()
     return fig
 

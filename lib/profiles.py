@@ -114,3 +114,14 @@ def presets(notebook: str, profile: str) -> dict:
         from lib.errors import LabError
         raise LabError(f"PROFILE={profile!r}: expected auto | smoke | cpu | gpu")
     return dict(PRESETS.get(notebook, {}).get(profile, {}))
+
+
+def resolve_profile(profile: str) -> str:
+    """`auto` -> `gpu` where CUDA is available, else `cpu`; any other profile name unchanged."""
+    if profile != "auto":
+        return profile
+    try:
+        import torch
+        return "gpu" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"

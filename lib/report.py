@@ -103,9 +103,3 @@ def finish(P, headline: dict, metrics: dict | None = None, study: list | None = 
     record = _clean(record)
     (Path(P.out) / "metrics.json").write_text(json.dumps(record, indent=2))
     return record
-
-
-def comparison_table(ours: dict, study_rows: list, columns: list) -> pd.DataFrame:
-    """The study's reported rows beside ours (one DataFrame for the report)."""
-    rows = [{"source": "study", **r} for r in study_rows] + [{"source": "this run", **ours}]
-    return pd.DataFrame(rows).reindex(columns=["source", *columns])

@@ -36,14 +36,7 @@ QUIET_ENV = {  # batch runs: no progress bars or chatter inside the HTML reports
 }
 
 
-def resolve_profile(profile: str) -> str:
-    if profile != "auto":
-        return profile
-    try:
-        import torch
-        return "gpu" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+resolve_profile = profiles.resolve_profile
 
 
 def plan(profile: str, only: list[str] | None = None) -> list[tuple[str, str, dict]]:

@@ -164,12 +164,6 @@ def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 1
     return feats
 
 
-def prepare_eval_features(tok, examples, max_length: int = 384, stride: int = 128) -> list[dict]:
-    """Same windows as for training; each feature keeps its example id and the offsets of its context tokens
-    (None for question/special tokens), which post-processing needs. Labels are kept too, for the eval loss."""
-    return prepare_train_features(tok, examples, max_length, stride)
-
-
 def collate(tok, feats) -> dict:
     """Pad a list of features to the longest one -> tensors (model inputs + start/end positions)."""
     keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats[0]]
@@ -313,8 +307,8 @@ class Embedder:
             b = self.tok(list(texts[k:k + batch_size]), padding=True, truncation=True, max_length=64,
                          return_tensors="pt")
             h = self.model(**b).last_hidden_state
-            m = b["attention_mask"].unsqueeze(-1).float()
-            v = (h * m).sum(1) / m.sum(1).clamp(min=1)
+            from lib.models import mean_pool
+            v = mean_pool(h, b["attention_mask"])
             out.append(torch.nn.functional.normalize(v, dim=-1).numpy())
         return np.concatenate(out) if out else np.zeros((0, 1))
 
@@ -444,10 +438,9 @@ def load_splits(P) -> dict:
 
 
 def _peak_memory_mb(dev) -> float:
-    if dev.type == "cuda":
-        return torch.cuda.max_memory_allocated() / 2**20
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from lib.report import peak_memory_mb
+    peak = peak_memory_mb()
+    return peak["peak_cuda_mb"] if dev.type == "cuda" else peak["peak_rss_mb"]
 
 
 def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder, log=print) -> dict:
@@ -508,7 +501,8 @@ def learning_curves(runs: list[dict]):
         if h.steps:
             st, lo = zip(*h.steps)
             w = max(1, len(lo) // 30)
-            a.plot(st[w - 1:], np.convolve(lo, np.ones(w) / w, mode="valid"), c=c, alpha=0.5, label=f"{r['method']} train")
+            from lib.plots import moving_mean
+            a.plot(st[w - 1:], moving_mean(lo, w), c=c, alpha=0.5, label=f"{r['method']} train")
         a.plot([e["step"] for e in h.evals], [e["loss"] for e in h.evals], "o-", c=c, label=f"{r['method']} validation")
         b.plot([e["step"] for e in h.evals], [e["f1"] for e in h.evals], "o-", c=c, label=r["method"])
         if h.best:

@@ -106,24 +106,6 @@ def test_precision_follows_the_device(monkeypatch):
     assert train.choose_precision(train.TrainConfig(bf16=False)) == "no"
 
 
-def test_history_records_the_engine(capsys):
-    model, batches, loss_fn, evaluate, _ = _setup([0.1])
-    hist = train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01, progress=False),
-                     log=lambda *_: None)
-    assert hist.precision == "no" and hist.num_processes == 1  # CPU, one process
-
-
-def test_progress_bar_interactive_only(monkeypatch, capsys):
-    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
-    monkeypatch.setenv("TQDM_DISABLE", "1")     # run_all's headless runs
-    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01), log=lambda *_: None)
-    assert "training" not in capsys.readouterr().err
-    monkeypatch.delenv("TQDM_DISABLE")
-    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1, lr=0.01), log=lambda *_: None)
-    err = capsys.readouterr().err
-    assert "training" in err and "2/2" in err and "loss=" in err
-
-
 def _resumable(tmp_path, crash_at=None):
     torch.manual_seed(0)
     model = torch.nn.Linear(4, 1)
@@ -175,3 +157,61 @@ def test_tracking_writes_tensorboard_events(tmp_path):
     ea.Reload()
     assert {"train_loss", "macro_f1"} <= set(ea.Tags()["scalars"])
     assert [s.step for s in ea.Scalars("macro_f1")] == [2, 4]
+
+
+def test_history_records_the_precision_used():
+    model, batches, loss_fn, evaluate, _ = _setup([0.1])
+    hist = train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert hist.precision == train.choose_precision(train.TrainConfig())
+    assert hist.to_dict()["precision"] == hist.precision
+
+
+def test_progress_bar_shows_steps_unless_tqdm_disable(monkeypatch, capsys):
+    """Interactive runs get a bar counting optimiser steps; run_all's kernels set TQDM_DISABLE=1 and get none."""
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert "2/2" in capsys.readouterr().err                # 2 micro-batches, no accumulation: 2 steps
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert capsys.readouterr().err == ""
+
+
+def test_log_lines_say_steps_and_time_left_in_words():
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    lines = []
+    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=2), log=lines.append)
+    assert [l.split(":")[0] for l in lines] == ["epoch 1.00 step 2/4", "epoch 2.00 step 4/4"]
+    assert lines[-1].endswith("~0s left)")
+
+
+def test_partial_accumulation_group_still_steps():
+    """3 micro-batches with grad_accum 2: steps after micro-batches 2 and 3 (the partial group), per epoch."""
+    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
+    hist = train.fit(model, batches + batches[:1], loss_fn, evaluate,
+                     train.TrainConfig(epochs=2, lr=0.01, grad_accum=2, patience=0), log=lambda *_: None)
+    assert hist.optimizer_steps == 4 and [e["step"] for e in hist.evals] == [2, 4]
+
+
+def test_reduced_precision_applies_to_the_loss_only_and_the_model_comes_back_unwrapped(monkeypatch):
+    """bf16 through accelerate (CPU autocast stands in for the GPU): training runs, the history says bf16, and the
+    caller's model is handed back with its own forward (evaluate() and later use run in the model's precision)."""
+    monkeypatch.setattr(train, "choose_precision", lambda cfg: "bf16")
+    model, batches, loss_fn, evaluate, _ = _setup([0.1])
+    forward = model.forward
+    dtypes = []
+
+    def loss_bf16(m, b):
+        out = m(b[0])
+        dtypes.append(out.dtype)
+        return torch.nn.functional.mse_loss(out.float(), b[1])
+
+    def evaluate_dtype(m):
+        dtypes.append(m(batches[0][0]).dtype)
+        return evaluate(m)
+
+    hist = train.fit(model, batches, loss_bf16, evaluate_dtype, train.TrainConfig(epochs=1), log=lambda *_: None)
+    assert hist.precision == "bf16"
+    assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]   # autocast in the loss, not in evaluate()
+    assert model.forward == forward and model(batches[0][0]).dtype == torch.float32
