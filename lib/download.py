@@ -8,7 +8,8 @@ one is published or was measured on the original bytes; for the two minBERT Quor
 known (SHA-1 of git's blob object), which is checked instead. `--mirror` reads the same relative paths from another
 place (a folder or a file:// / http(s):// base URL), e.g. an institute's copy.
 
-Sources (see data/README.md): the datasets' public repositories at pinned commits, the official SQuAD site.
+Sources and checksums: lib/datasets.tsv (the datasets' public repositories at pinned commits, the official SQuAD
+site).
 """
 from __future__ import annotations
 
@@ -25,14 +26,6 @@ from pathlib import Path
 from lib import paths
 from lib.errors import LabError
 
-_MINBERT = "https://raw.githubusercontent.com/gpoesia/minbert-default-final-project/7ac8260577fc12a86c7aaf38918056c30054ef39/data/"
-_SEMEVAL = "https://raw.githubusercontent.com/TheArhaam/Python-Detection-and-Analysis-of-Negative-Emotions-using-ML/8f1120296b165ee8b9f44d8256b5ed9d2ff6c69c/"
-_SEMEVAL_TEST = "https://raw.githubusercontent.com/mithunpaul08/twitter_psentiment_multi_label/76515852e78e7e69711fbad96e705f98f0117e01/"
-_SICK = "https://raw.githubusercontent.com/kkalouli/SICK-processing/0848f4aec60870122a4ca18de08ba0e25f6f9a75/"
-_ECB = "https://raw.githubusercontent.com/cltl/ecbPlus/3aa071e12fd08fc0705b16bb1841e7a9c5c22420/ECB+_LREC2014/"
-_SQUAD = "https://rajpurkar.github.io/SQuAD-explorer/dataset/"
-
-
 @dataclass(frozen=True)
 class File:
     dataset: str   # --only name
@@ -42,39 +35,15 @@ class File:
     unzip: bool = False  # a zip archive: extracted next to itself after the check
 
 
-FILES = [
-    File("semeval", "semeval2018_ec/2018-E-c-En-train.txt", _SEMEVAL + "2018-E-c-En-train.txt",
-         "sha256:498893ef1ecc5698d44ba9fd815d3ee88278f24fc549b202ddf36a4452f96675"),
-    File("semeval", "semeval2018_ec/2018-E-c-En-dev.txt", _SEMEVAL + "2018-E-c-En-dev.txt",
-         "sha256:1124cf56bd255fadea9e734a13133a9bd2202022f6d8a0ea560f076d8562517f"),
-    File("semeval", "semeval2018_ec/2018-E-c-En-test.txt", _SEMEVAL_TEST + "2018-E-c-En-test.txt",
-         "sha256:e532447d23102750c19f997de661e8d724354373c0151497fbd50864076cc212"),
-    *[File("minbert", f"minbert/{name}", _MINBERT + name, f"sha256:{h}") for name, h in [
-        ("ids-sst-train.csv", "03b2b625c090f94a6afd59f114cde5282e2053aab0b101e87ed695d8a0c5b1df"),
-        ("ids-sst-dev.csv", "a186ce94577635fbe10beaaddd50f16cccf6c30973221cefdf90deed2a584bfe"),
-        ("ids-sst-test-student.csv", "bdd5a767faa0c26782117e37767ece154c30d5d04fb8727d09c71e3850a55c7b"),
-        ("ids-cfimdb-train.csv", "140fc513045a966109faed46a5c7a898767b96714d71bcb9c15f659129fadcea"),
-        ("ids-cfimdb-dev.csv", "3087f571b66860fe5d035b5a018d08202ad3fd3720e4821c04b2acf6c7ded559"),
-        ("ids-cfimdb-test-student.csv", "7ae611548c9eac879e9ebb406cc9f8ae68ff12f78090e4965af5cbdfa06240f4"),
-        ("quora-dev.csv", "bfa3cc954a9ba300ae776a980141de65f622a3c1b97e3fd905d63245bc36d5ad"),
-        ("sts-train.csv", "15d12efc2d656fffb1d61ac1f08ec4227f43925fd16f420c037cbd063699c21b"),
-        ("sts-dev.csv", "ce3cad6f16062586ac7ba462c28b010a9be10c530fd5074165860d7b7ab4e93d"),
-        ("sts-test-student.csv", "dee455745b72e9ca3ff74e7c056bd73e34bad5b8d5641045a2c1e7e131866f47")]],
-    File("minbert", "minbert/quora-train.csv", _MINBERT + "quora-train.csv",
-         "gitblob:a3b5546f6a0e65b60a328a5d294d1038f5bed1da"),
-    File("minbert", "minbert/quora-test-student.csv", _MINBERT + "quora-test-student.csv",
-         "gitblob:f257ef00558555afb50819578a58205732b16354"),
-    File("sick", "sick/SICK.txt", _SICK + "SICK.txt",
-         "sha256:1539c2d059809b5bd40694e26d8121cc85b6b496f91c7b40f2fc83bbd7dcd957"),
-    File("ecbplus", "ecbplus/ECBplus_coreference_sentences.csv", _ECB + "ECBplus_coreference_sentences.csv",
-         "sha256:afee49e0f5fe5084eec690e934aaade842d5eeff7a5704a36f59e7a49505f434"),
-    File("ecbplus", "ecbplus/ECB+.zip", _ECB + "ECB+.zip", "gitblob:ae1578e6feb9ab465f74905794666c3368f3e813",
-         unzip=True),
-    File("squad", "squad_v1.1/dev-v1.1.json", _SQUAD + "dev-v1.1.json",
-         "sha256:95aa6a52d5d6a735563366753ca50492a658031da74f301ac5238b03966972c9"),
-    File("squad", "squad_v1.1/train-v1.1.json", _SQUAD + "train-v1.1.json",
-         "sha256:3527663986b8295af4f7fcdff1ba1ff3f72d07d61a20f487cb238a6ef92fd955"),
-]
+MANIFEST = Path(__file__).with_name("datasets.tsv")  # one row per file: dataset, path, source URL, checksum, unzip
+
+
+def _manifest() -> list[File]:
+    rows = [ln.split("\t") for ln in MANIFEST.read_text(encoding="utf-8").splitlines() if ln and not ln.startswith("#")]
+    return [File(d, p, u, c, z == "unzip") for d, p, u, c, z in rows]
+
+
+FILES = _manifest()
 DATASETS = sorted({f.dataset for f in FILES})
 
 
