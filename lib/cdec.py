@@ -71,15 +71,20 @@ def pair_loss(kind: str = "ce", gamma: float = 2.0, alpha: float = 0.0):
 
 
 @torch.no_grad()
-def cross_scores(model, batches: PairBatches) -> np.ndarray:
-    """P(coreferent) for every pair, in the pairs' order."""
+def _pair_probabilities(model, batches, prob) -> np.ndarray:
+    """prob(model, batch on the model's device) -> P(coreferent) per pair, for every batch, in the pairs' order."""
     model.eval()
     dev = next(model.parameters()).device
     out = np.zeros(len(batches.labels), dtype=np.float32)
     for b in batches:
-        logits = model(**{k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}).logits.float()
-        out[b["index"].numpy()] = logits.softmax(-1)[:, 1].cpu().numpy()
+        on_dev = {k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}
+        out[b["index"].numpy()] = prob(model, on_dev).float().cpu().numpy()
     return out
+
+
+def cross_scores(model, batches: PairBatches) -> np.ndarray:
+    """P(coreferent) for every pair, in the pairs' order."""
+    return _pair_probabilities(model, batches, lambda m, b: m(**b).logits.float().softmax(-1)[:, 1])
 
 
 def best_threshold(y, scores, grid=None) -> tuple[float, float]:
@@ -149,18 +154,13 @@ def decoder_loss(yes_id: int, no_id: int):
     return loss_fn
 
 
-@torch.no_grad()
 def decoder_scores(model, batches: PromptBatches) -> np.ndarray:
     """P(Yes) = softmax over the next-token logits of {Yes, No} after the prompt."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = np.zeros(len(batches.labels), dtype=np.float32)
-    for b in batches:
-        logits = model(input_ids=b["input_ids"].to(dev), attention_mask=b["attention_mask"].to(dev),
-                       logits_to_keep=1).logits[:, -1].float()  # only the next token's logits are needed
-        two = logits[:, [batches.yes, batches.no]]
-        out[b["index"].numpy()] = two.softmax(-1)[:, 0].cpu().numpy()
-    return out
+    def p_yes(m, b):
+        logits = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                   logits_to_keep=1).logits[:, -1].float()  # only the next token's logits are needed
+        return logits[:, [batches.yes, batches.no]].softmax(-1)[:, 0]
+    return _pair_probabilities(model, batches, p_yes)
 
 
 # ---------------------------------------------------------------- cheap first stage

@@ -1,4 +1,5 @@
 """Cross-document event coreference: ECB+ parsing, pair building, coreference metrics by hand, clustering."""
+import numpy as np
 import pytest
 import torch
 
@@ -244,3 +245,41 @@ def test_threshold_and_pair_helpers():
     big = pd.DataFrame({"a": range(100), "b": range(100), "label": [1] * 10 + [0] * 90})
     sub = cdec.stratified_sample(big, 20, seed=0)
     assert (len(sub), sub.label.sum()) == (20, 2)
+
+
+def test_pair_scores_put_each_probability_at_its_pair_index():
+    """Batches arrive out of order (length-sorted); the scores land at each pair's own index. Hand-worked logits:
+    cross-encoder softmax([0, log 3]) -> 0.75; decoder softmax over {Yes, No} of [log 1, log 4] -> P(Yes) 0.2."""
+    import math
+    from types import SimpleNamespace
+
+    import torch
+
+    from lib import cdec
+
+    class Batches(list):
+        labels = [0, 0, 0]
+        yes, no = 5, 7
+
+    batches = Batches([{"input_ids": torch.zeros(2, 3, dtype=torch.long), "attention_mask": torch.ones(2, 3),
+                        "labels": torch.zeros(2), "index": torch.tensor([2, 0])},
+                       {"input_ids": torch.zeros(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3),
+                        "labels": torch.zeros(1), "index": torch.tensor([1])}])
+
+    class Cross(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, input_ids, attention_mask):
+            n = input_ids.shape[0]
+            return SimpleNamespace(logits=torch.tensor([[0.0, math.log(3)]] * n))
+
+    class Decoder(Cross):
+        def forward(self, input_ids, attention_mask, logits_to_keep):
+            logits = torch.zeros(input_ids.shape[0], 1, 10)
+            logits[:, :, 5], logits[:, :, 7] = math.log(1), math.log(4)
+            return SimpleNamespace(logits=logits)
+
+    assert np.allclose(cdec.cross_scores(Cross(), batches), [0.75, 0.75, 0.75])
+    assert np.allclose(cdec.decoder_scores(Decoder(), batches), [0.2, 0.2, 0.2])
