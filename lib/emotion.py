@@ -119,7 +119,7 @@ def cross_validate(P, fit_predict, n_models: int, log=print):
 
 def class_weights(P, y_train):
     """BCE pos_weight per class (None when CLASS_WEIGHTS is off)."""
-    return splits.pos_weight(y_train) if P.CLASS_WEIGHTS else None
+    return splits.pos_weight(y_train, P.get("CLASS_WEIGHT_POWER", 1.0)) if P.CLASS_WEIGHTS else None
 
 
 def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=None, name="model",

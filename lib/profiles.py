@@ -16,7 +16,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "02_encoders": {
         "smoke": {"EPOCHS": 1, "MAX_STEPS": 3, "MAX_TRAIN_SAMPLES": 96, "MAX_EVAL_SAMPLES": 64, "BATCH_SIZE": 16},
-        "cpu": {"EPOCHS": 2, "MAX_LENGTH": 64},  # 2 epochs fit the lab's 60-minute CPU budget (see the report)
+        # 3 epochs (the loss was still falling after 2) and square-root class weights: measured on validation here
+        "cpu": {"EPOCHS": 3, "MAX_LENGTH": 64, "CLASS_WEIGHT_POWER": 0.5},
         "gpu": {"MODEL": "distilroberta-base"},
     },
     "03_qlora_decoders": {

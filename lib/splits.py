@@ -20,9 +20,10 @@ def stratified_holdout(y, n_splits: int = 10, fold: int = 0, seed: int = 0):
     return folds[fold]
 
 
-def pos_weight(y) -> np.ndarray:
-    """BCE pos_weight per class from that class's own positive rate: (#negatives / #positives), as the study did."""
+def pos_weight(y, power: float = 1.0) -> np.ndarray:
+    """BCE pos_weight per class from that class's own positive rate: (#negatives / #positives) ** power; power 1 is
+    the study's, 0.5 (square root) a softer weighting that over-predicts rare classes less."""
     y = np.asarray(y, dtype=float)
     pos = y.sum(0)
     neg = len(y) - pos
-    return (neg / np.maximum(pos, 1.0)).astype(np.float32)
+    return ((neg / np.maximum(pos, 1.0)) ** power).astype(np.float32)

@@ -69,3 +69,10 @@ def test_stratified_folds_keep_label_rates():
         assert np.abs(y[va].mean(0) - overall).max() < 0.01
     # seeded: same folds again
     assert all((a[1] == b[1]).all() for a, b in zip(folds, splits.stratified_folds(y, 10, seed=1)))
+
+
+def test_pos_weight_power_hand_worked():
+    from lib import splits
+    y = [[1, 0], [0, 0], [0, 0], [0, 1]]  # class 0: 1 positive, 3 negatives; class 1 the same
+    assert splits.pos_weight(y).tolist() == [3.0, 3.0]
+    assert np.allclose(splits.pos_weight(y, 0.5), [3 ** 0.5, 3 ** 0.5])
