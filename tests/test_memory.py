@@ -51,7 +51,6 @@ def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
     from lib import params
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(lambda cls, name, **kw: CFG))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(params, "_cuda", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1000, 10 ** 9))   # 1,000 bytes free
     ns = {"PROFILE": "gpu", "MODEL": "some-org/some-model", "OUTPUT_DIR": str(tmp_path)}
     with pytest.raises(LabError, match="Lower BATCH_SIZE"):
