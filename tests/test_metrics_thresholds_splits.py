@@ -76,3 +76,15 @@ def test_pos_weight_power_hand_worked():
     y = [[1, 0], [0, 0], [0, 0], [0, 1]]  # class 0: 1 positive, 3 negatives; class 1 the same
     assert splits.pos_weight(y).tolist() == [3.0, 3.0]
     assert np.allclose(splits.pos_weight(y, 0.5), [3 ** 0.5, 3 ** 0.5])
+
+
+def test_f1_curve_matches_sklearn_at_every_threshold():
+    import numpy as np
+    from sklearn.metrics import f1_score
+
+    from lib import thresholds as th
+    rng = np.random.default_rng(0)
+    for y in (rng.integers(0, 2, 200), np.zeros(50, int)):  # the second: no positives (zero_division -> 0)
+        p = rng.random(len(y))
+        want = [f1_score(y, (p >= t).astype(int), zero_division=0) for t in th.GRID]
+        assert np.allclose(th.f1_curve(y, p), want, atol=1e-12)
