@@ -6,6 +6,7 @@ Pairs are DataFrames (a, b, label) indexing a list of `lib.ecbplus.Mention`s (se
 from __future__ import annotations
 
 import math
+import re
 import time
 
 import numpy as np
@@ -25,10 +26,10 @@ class PairBatches:
     """Mini-batches of tokenised pair texts (re-iterable; shuffled each pass when shuffle)."""
 
     def __init__(self, tok, mentions, pairs, style="template", max_length=128, batch_size=16, shuffle=False, seed=0,
-                 sort_by_length=False):
+                 sort_by_length=False, context_words=0):
         self.tok, self.batch_size, self.shuffle, self.max_length = tok, batch_size, shuffle, max_length
         self.rng = np.random.default_rng(seed)
-        texts = [E.pair_text(mentions[a], mentions[b], style) for a, b in zip(pairs.a, pairs.b)]
+        texts = [E.pair_text(mentions[a], mentions[b], style, context_words) for a, b in zip(pairs.a, pairs.b)]
         self.first = [t[0] for t in texts]
         self.second = [t[1] for t in texts]
         self.labels = pairs.label.to_numpy()
@@ -117,10 +118,12 @@ def yes_no_ids(tok) -> tuple[int, int]:
 class PromptBatches:
     """Left-padded chat prompts; for training each ends with the gold answer token (Yes/No)."""
 
-    def __init__(self, tok, mentions, pairs, max_length=256, batch_size=4, shuffle=False, seed=0, train=False):
+    def __init__(self, tok, mentions, pairs, max_length=256, batch_size=4, shuffle=False, seed=0, train=False,
+                 context_words=0):
         self.tok, self.batch_size, self.shuffle, self.train, self.max_length = tok, batch_size, shuffle, train, max_length
         self.rng = np.random.default_rng(seed)
-        self.prompts = [E.chat_prompt(tok, mentions[a], mentions[b]) for a, b in zip(pairs.a, pairs.b)]
+        self.prompts = [E.chat_prompt(tok, mentions[a], mentions[b], context_words=context_words)
+                        for a, b in zip(pairs.a, pairs.b)]
         self.labels = pairs.label.to_numpy()
         self.yes, self.no = yes_no_ids(tok)
 
@@ -163,49 +166,348 @@ def decoder_scores(model, batches: PromptBatches) -> np.ndarray:
     return _pair_probabilities(model, batches, p_yes)
 
 
-# ---------------------------------------------------------------- cheap first stage
+# ---------------------------------------------------------------- cheap first stage (a learned pair ranker)
+#
+# Scoring every within-subtopic pair with a cross-encoder does not fit a CPU budget, so a cheap first stage ranks
+# all pairs and only the top ones reach the models (Ahmed et al. 2023 prune with lemma heuristics). Here the ranker
+# is a gradient-boosted tree model (scikit-learn) over cheap pair features, trained on the training topics:
+# head-lemma match, how often the two head lemmas corefer in the training chains ("synonyms learnt from train
+# chains"), trigger / sentence / argument word overlap, document TF-IDF similarity, and cosine similarities of
+# untrained MiniLM embeddings of the trigger alone, the trigger in its sentence (contextual) and the sentence.
+# The budget is a recall target on dev: the score threshold that keeps FIRST_STAGE_RECALL of the dev coreferent
+# pairs is applied to test, so the kept share follows from the data, not from a fixed count.
+
+FEATURES = ("same_lemma", "lemma_pair_rate", "lemma_pair_log_count", "trigger_overlap", "sentence_overlap",
+            "argument_overlap", "same_tag", "doc_similarity", "trigger_cos", "context_cos", "sentence_cos")
+
 
 @torch.no_grad()
-def _mean_pooled(model, tok, texts, batch_size, max_length) -> np.ndarray:
+def mention_embeddings(model, tok, mentions, batch_size=64, max_length=96) -> dict:
+    """{"trigger", "context", "sentence"}: unit vectors per mention from a mean-pooled sentence encoder (no
+    training): the trigger text alone; the trigger's own tokens inside its sentence (contextual); the sentence."""
     from lib.models import mean_pool
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tok(texts[i:i + batch_size], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        h = model(**enc).last_hidden_state
-        out.append(F.normalize(mean_pool(h, enc["attention_mask"]), dim=-1).numpy())
-    return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
-
-
-@torch.no_grad()
-def mention_embeddings(model, tok, mentions, trigger_weight=0.7, batch_size=64, max_length=64) -> np.ndarray:
-    """Unit vectors whose dot product is trigger_weight * cos(trigger embeddings) + (1 - trigger_weight) *
-    cos(sentence embeddings); mean-pooled sentence encoder (e.g. all-MiniLM-L6-v2), no training.
-    On ECB+ test the trigger part matters most (measured recall of coreferent pairs, README of notebook 04)."""
     model.eval()
-    parts = []
-    for texts, n in (([m.trigger for m in mentions], 16), ([m.sentence for m in mentions], max_length)):
-        uniq = sorted(set(texts), key=len)  # each distinct text once; similar lengths batched together
-        vec = _mean_pooled(model, tok, uniq, batch_size, n)
-        row = {t: i for i, t in enumerate(uniq)}
-        parts.append(vec[[row[t] for t in texts]])
-    return np.concatenate([np.sqrt(trigger_weight) * parts[0], np.sqrt(1 - trigger_weight) * parts[1]], 1)
+    dev = next(model.parameters()).device
+    trig, ctx, sent = [], [], []
+    for i in range(0, len(mentions), batch_size):
+        chunk = mentions[i:i + batch_size]
+        enc = tok([m.sentence.split(" ") for m in chunk], is_split_into_words=True, truncation=True,
+                  max_length=max_length, padding=True, return_tensors="pt")
+        h = model(**{k: v.to(dev) for k, v in enc.items()}).last_hidden_state.float().cpu()
+        mask = enc["attention_mask"]
+        pooled = mean_pool(h, mask)
+        for k, m in enumerate(chunk):
+            pos = set(m.trigger_pos)
+            sel = [j for j, w in enumerate(enc.word_ids(k)) if w is not None and w in pos]
+            ctx.append(h[k, sel].mean(0) if sel else pooled[k])
+        sent.append(pooled)
+        enc = tok([m.trigger for m in chunk], truncation=True, max_length=16, padding=True, return_tensors="pt")
+        h = model(**{k: v.to(dev) for k, v in enc.items()}).last_hidden_state.float().cpu()
+        trig.append(mean_pool(h, enc["attention_mask"]))
+    unit = lambda x: F.normalize(x, dim=-1).numpy()  # noqa: E731
+    if not mentions:
+        return {k: np.zeros((0, 1), np.float32) for k in ("trigger", "context", "sentence")}
+    return {"trigger": unit(torch.cat(trig)), "context": unit(torch.stack(ctx)), "sentence": unit(torch.cat(sent))}
 
 
-def prune_pairs(pairs: pd.DataFrame, emb: np.ndarray, budget: int, lemmas: list | None = None) -> np.ndarray:
-    """Boolean mask of the candidate pairs kept by the cheap first stage (at most `budget` pairs; 0 keeps all):
-    pairs whose triggers share the head lemma first, then the most similar remaining pairs by cosine of the
-    mention embeddings until the budget is used."""
-    n = len(pairs)
-    if not budget or budget >= n:
-        return np.ones(n, bool)
-    sim = (emb[pairs.a.to_numpy()] * emb[pairs.b.to_numpy()]).sum(1)
-    prio = sim.astype(np.float64)
-    if lemmas is not None:
-        la = np.array(lemmas, dtype=object)
-        prio = prio + 10.0 * (la[pairs.a.to_numpy()] == la[pairs.b.to_numpy()])
-    keep = np.zeros(n, bool)
-    keep[np.argsort(-prio, kind="stable")[:budget]] = True
-    return keep
+def embeddings_for(name: str, mentions: dict) -> dict:
+    """{split: mention_embeddings} from the sentence encoder `name` (registry name), cached on disk under
+    paths.cache_dir() by encoder and mention texts: every run on the same corpus (smoke, cpu, gpu_tiny) embeds
+    the ~6,800 ECB+ mentions once."""
+    import hashlib
+    import os
+
+    from lib import models, paths
+    h = hashlib.sha256(name.encode())
+    for sp in sorted(mentions):
+        for m in mentions[sp]:
+            h.update(f"{sp}\t{m.mid}\t{m.trigger}\t{m.trigger_pos}\t{m.sentence}\n".encode())
+    path = paths.cache_dir() / "cdec" / f"embeddings-{h.hexdigest()[:16]}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return {sp: {k: z[f"{sp}/{k}"] for k in ("trigger", "context", "sentence")} for sp in mentions}
+    from transformers import AutoModel
+    tok, model = models.load_tokenizer(name), models.load_model(name, AutoModel)
+    out = {sp: mention_embeddings(model, tok, ms) for sp, ms in mentions.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, **{f"{sp}/{k}": v for sp, e in out.items() for k, v in e.items()})
+    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    return out
+
+
+def _words(text: str) -> set:
+    """Content lemmas of a text (lower-cased alphabetic words of 3+ letters, function words dropped)."""
+    from lib import coref_metrics as C
+    return {C.lemma(w) for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in C.STOP}
+
+
+def head_lemmas(mentions) -> list:
+    from lib import coref_metrics as C
+    return [C.lemma(C.head_word(m.trigger)) for m in mentions]
+
+
+def lemma_pair_counts(mentions, pairs: pd.DataFrame) -> dict:
+    """{(lemma, lemma) sorted: (coreferent pairs, pairs)} over training pairs: which head lemmas corefer."""
+    lem = head_lemmas(mentions)
+    out: dict = {}
+    for a, b, y in zip(pairs.a, pairs.b, pairs.label):
+        k = tuple(sorted((lem[a], lem[b])))
+        pos, tot = out.get(k, (0, 0))
+        out[k] = (pos + int(y), tot + 1)
+    return out
+
+
+def _jaccard(x: set, y: set) -> float:
+    return len(x & y) / len(x | y) if x or y else 0.0
+
+
+def pair_features(mentions, pairs: pd.DataFrame, emb: dict, counts: dict, leave_one_out: bool = False) -> np.ndarray:
+    """The FEATURES matrix (pairs x features). `counts`: lemma_pair_counts of the training pairs; leave_one_out
+    (for the training pairs themselves) removes each pair's own count, so the rate is not its own label."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    a, b = pairs.a.to_numpy(), pairs.b.to_numpy()
+    lem = np.array(head_lemmas(mentions), dtype=object)
+    y = pairs.label.to_numpy() if leave_one_out else np.zeros(len(pairs), int)
+    own = 1 if leave_one_out else 0
+    pc = np.array([counts.get(tuple(sorted((lem[i], lem[j]))), (0, 0)) for i, j in zip(a, b)], float).reshape(-1, 2)
+    pos, tot = pc[:, 0] - y * own, pc[:, 1] - own * (pc[:, 1] > 0)
+    trig = [_words(m.trigger) for m in mentions]
+    sent = [_words(m.sentence) for m in mentions]
+    args = [_words(" ".join(m.participants + m.times + m.locations)) for m in mentions]
+    docs = sorted({m.doc for m in mentions})
+    text = {d: [] for d in docs}
+    for m in mentions:
+        if m.sentence not in text[m.doc]:
+            text[m.doc].append(m.sentence)
+    row = {d: i for i, d in enumerate(docs)}
+    if docs:
+        tfidf = TfidfVectorizer(stop_words="english").fit_transform([" ".join(text[d]) for d in docs])
+        dsim = (tfidf @ tfidf.T).toarray()
+    cos = {k: (v[a] * v[b]).sum(1) if len(a) else np.zeros(0) for k, v in emb.items()}
+    cols = [lem[a] == lem[b], (pos + 0.1) / (tot + 1), np.log1p(tot),
+            [_jaccard(trig[i], trig[j]) for i, j in zip(a, b)],
+            [_jaccard(sent[i], sent[j]) for i, j in zip(a, b)],
+            [_jaccard(args[i], args[j]) for i, j in zip(a, b)],
+            [mentions[i].tag == mentions[j].tag for i, j in zip(a, b)],
+            [dsim[row[mentions[i].doc], row[mentions[j].doc]] for i, j in zip(a, b)],
+            cos["trigger"], cos["context"], cos["sentence"]]
+    return np.column_stack([np.asarray(c, float) for c in cols]) if len(a) else np.zeros((0, len(FEATURES)))
+
+
+def first_stage_model(seed: int = 0):
+    """The ranker: scikit-learn's histogram gradient boosting (fast on 100k+ pairs, no feature scaling needed)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    return HistGradientBoostingClassifier(max_iter=100, learning_rate=0.1, random_state=seed)
+
+
+def threshold_for_recall(y, scores, recall: float) -> float:
+    """The highest score threshold keeping at least `recall` of the positives (scores >= threshold are kept);
+    recall >= 1 or no positives -> -inf (keep everything)."""
+    y, scores = np.asarray(y), np.asarray(scores, float)
+    if recall >= 1 or y.sum() == 0:
+        return -np.inf
+    pos = np.sort(scores[y == 1])[::-1]
+    return float(pos[max(0, int(math.ceil(recall * len(pos))) - 1)])
+
+
+def recall_curve(y, scores, shares=(0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1.0)) -> pd.DataFrame:
+    """Recall of the positives among the top `share` of pairs by score, for each share."""
+    y = np.asarray(y)
+    order = np.argsort(-np.asarray(scores, float), kind="stable")
+    cum = np.cumsum(y[order]) / max(y.sum(), 1)
+    rows = [{"share of pairs kept": s, "pairs kept": max(1, int(round(s * len(y)))),
+             "recall": float(cum[max(1, int(round(s * len(y)))) - 1])} for s in shares if len(y)]
+    return pd.DataFrame(rows)
+
+
+def recall_plot(curves: dict, marks: dict | None = None):
+    """curves: {name: (y, scores)} -> recall of coreferent pairs against the share of pairs kept."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    for name, (y, s) in curves.items():
+        y = np.asarray(y)
+        cum = np.cumsum(y[np.argsort(-np.asarray(s, float), kind="stable")]) / max(y.sum(), 1)
+        ax.plot(np.arange(1, len(y) + 1) / max(len(y), 1), cum, label=name)
+    for name, (share, rec) in (marks or {}).items():
+        ax.plot([share], [rec], "o", color="k")
+        ax.annotate(name, (share, rec), fontsize=8, xytext=(5, -10), textcoords="offset points")
+    ax.set(xlabel="share of pairs kept (ranked by score)", ylabel="recall of coreferent pairs", xlim=(0, 1),
+           ylim=(0, 1.02), title="First stage: recall against pairs kept")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def keep_top(mask: np.ndarray, scores, cap: int) -> np.ndarray:
+    """`mask` limited to its `cap` highest-scoring pairs (cap 0: unchanged)."""
+    if not cap or mask.sum() <= cap:
+        return mask
+    idx = np.flatnonzero(mask)
+    out = np.zeros_like(mask)
+    out[idx[np.argsort(-np.asarray(scores)[idx], kind="stable")[:cap]]] = True
+    return out
+
+
+def first_stage(mentions: dict, pairs: dict, emb: dict, recall: float = 0.0, cap: int = 0, seed: int = 0):
+    """Train the ranker on the training pairs and apply it: returns a namespace with
+    scores {split: P(coreferent)} (training pairs: in-sample), keep {split: boolean mask} (pairs passed
+    to the models), threshold (tuned on dev to keep `recall` of its coreferent pairs; 0: keep every pair) and
+    table (per split: pairs, kept, coreferent recall). `cap` limits the kept pairs per split (0: no cap)."""
+    from types import SimpleNamespace
+    counts = lemma_pair_counts(mentions["train"], pairs["train"])
+    x = {sp: pair_features(mentions[sp], pairs[sp], emb[sp], counts, leave_one_out=sp == "train") for sp in pairs}
+    y = {sp: pairs[sp].label.to_numpy() for sp in pairs}
+    model = first_stage_model(seed).fit(x["train"], y["train"])
+    scores = {sp: model.predict_proba(x[sp])[:, 1] for sp in pairs}  # training pairs: in-sample (lemma rates leave-one-out)
+    thr = threshold_for_recall(y["dev"], scores["dev"], recall) if recall else -np.inf
+    train_thr = threshold_for_recall(y["train"], scores["train"], recall) if recall else -np.inf
+    keep = {sp: keep_top(scores[sp] >= (train_thr if sp == "train" else thr), scores[sp], cap) for sp in pairs}
+    rows = [{"split": sp, "pairs": len(y[sp]), "kept": int(keep[sp].sum()),
+             "share kept": round(float(keep[sp].mean()), 3) if len(y[sp]) else 0.0,
+             "coreferent": int(y[sp].sum()), "coreferent kept": int(y[sp][keep[sp]].sum()),
+             "recall": round(float(y[sp][keep[sp]].sum() / max(y[sp].sum(), 1)), 3)} for sp in ("train", "dev", "test")]
+    return SimpleNamespace(scores=scores, keep=keep, threshold=thr, features=x, model=model,
+                           table=pd.DataFrame(rows).set_index("split"))
+
+
+# ---------------------------------------------------------------- the cascade: first stage -> models -> chains
+
+def score_subset(n: int, subset: np.ndarray, score_fn) -> np.ndarray:
+    """Scores for all n pairs: score_fn(indices of `subset`) on the subset, 0 elsewhere (pruned = not coreferent)."""
+    s = np.zeros(n, dtype=np.float32)
+    idx = np.flatnonzero(subset)
+    if len(idx):
+        s[idx] = score_fn(idx)
+    return s
+
+
+def blend(model_scores, first_scores, weight: float, subset) -> np.ndarray:
+    """weight * model + (1 - weight) * first stage on the scored subset; 0 outside it."""
+    out = weight * np.asarray(model_scores, float) + (1 - weight) * np.asarray(first_scores, float)
+    return np.where(subset, out, 0.0)
+
+
+def uncertain_band(scores, subset, threshold: float, n: int) -> np.ndarray:
+    """The n scored pairs whose scores lie closest to the decision threshold (where a second opinion can help)."""
+    idx = np.flatnonzero(subset)
+    if not n or n >= len(idx):
+        return subset.copy()
+    out = np.zeros_like(subset)
+    out[idx[np.argsort(np.abs(np.asarray(scores)[idx] - threshold), kind="stable")[:n]]] = True
+    return out
+
+
+BLEND_WEIGHTS = (1.0, 0.75, 0.5, 0.25)  # share of the model's score in a cascade score (the rest: the first stage)
+
+
+def rescale(scores, src: float, dst: float) -> np.ndarray:
+    """Piecewise-linear map of [0, 1] onto itself taking threshold `src` to `dst` (0 -> 0, 1 -> 1): one model's
+    scores put on another's scale so that both decide at the same threshold."""
+    s = np.asarray(scores, float)
+    src = min(max(src, 1e-6), 1 - 1e-6)
+    return np.where(s < src, s / src * dst, dst + (s - src) / (1 - src) * (1 - dst))
+
+
+def _prf(y, pred) -> dict:
+    y, pred = np.asarray(y).astype(bool), np.asarray(pred).astype(bool)
+    tp = float((y & pred).sum())
+    p = tp / pred.sum() if pred.sum() else 0.0
+    r = tp / y.sum() if y.sum() else 0.0
+    return {"precision": p, "recall": r, "F1": 2 * p * r / (p + r) if p + r else 0.0,
+            "accuracy": float((y == pred).mean()) if len(y) else 0.0}
+
+
+def pair_comparison(y, systems: dict, study: dict | None = None) -> pd.DataFrame:
+    """systems: {name: (scores, threshold)} -> coreferent-class precision / recall / F1 and accuracy per system on
+    the same pairs; study: {name: (precision, recall, F1)} rows quoted from the study (its own pair set)."""
+    rows = [{"system": k, "source": "this run", "threshold": t, **_prf(y, np.asarray(s) >= t)}
+            for k, (s, t) in systems.items()]
+    rows += [{"system": k, "source": "study (own pairs)", "precision": p, "recall": r, "F1": f}
+             for k, (p, r, f) in (study or {}).items()]
+    return pd.DataFrame(rows).set_index("system").round(4)
+
+
+def band_table(y, pred_a, pred_b, name_a: str, name_b: str) -> pd.DataFrame:
+    """Two models' decisions on the same pairs (e.g. the decoder's band): P / R / F1 / accuracy and pair count."""
+    return pd.DataFrame([{"model": n, "pairs": len(y), "coreferent": int(np.sum(y)), **_prf(y, p)}
+                         for n, p in ((name_a, pred_a), (name_b, pred_b))]).set_index("model").round(4)
+
+
+def tune_chains(mentions_dev, pairs_dev, gold_dev, candidates: dict, method: str = "agglomerative",
+                grid=None) -> tuple:
+    """candidates: {name: dev scores}; each is clustered at every threshold of `grid` and scored by dev CoNLL F1.
+    Returns (best name, best threshold, table of dev CoNLL F1 per candidate and threshold)."""
+    from lib import coref_metrics as C
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2) if grid is None else grid
+    rows = []
+    for name, s in candidates.items():
+        for t in grid:
+            f1 = C.conll(gold_dev, chains_from_scores(mentions_dev, pairs_dev, s, float(t), method))["CoNLL_F1"]
+            rows.append({"scores": name, "threshold": float(t), "dev CoNLL F1": f1})
+    table = pd.DataFrame(rows)
+    best = table.loc[table["dev CoNLL F1"].idxmax()]
+    return best["scores"], float(best["threshold"]), table
+
+
+def chain_systems(mentions: dict, pairs: dict, gold_dev: dict, scored: dict, first_scores: dict, candidates: dict,
+                  method: str = "agglomerative") -> tuple[dict, dict]:
+    """Test chains of each scored system, every choice made on dev CoNLL F1.
+
+    scored: {name: {"dev": scores, "test": scores}}. A system named "first stage..." is clustered as it is; every
+    other one is also blended with the first-stage scores (BLEND_WEIGHTS, weight 1 = the model alone) and dev picks
+    the weight and the clustering threshold. The cross-encoder also gets a row "<name> alone (weight 1)".
+    Returns ({name: test chains}, {name: {"blend weight", "threshold", "dev CoNLL F1"}})."""
+    chains, choices = {}, {}
+    for name, s in scored.items():
+        if name.startswith("first stage"):
+            options = {1.0: s}
+        else:
+            options = {w: {sp: blend(s[sp], first_scores[sp], w, candidates[sp]) for sp in ("dev", "test")}
+                       for w in BLEND_WEIGHTS}
+        key, t, table = tune_chains(mentions["dev"], pairs["dev"], gold_dev, {w: o["dev"] for w, o in options.items()},
+                                    method)
+        choices[name] = {"blend weight": float(key), "threshold": t, "dev CoNLL F1": float(table["dev CoNLL F1"].max())}
+        chains[name] = chains_from_scores(mentions["test"], pairs["test"], options[key]["test"], t, method)
+        if name == "cross-encoder":
+            alone = table[table.scores == 1.0].sort_values("dev CoNLL F1", kind="stable").iloc[-1]
+            chains[f"{name} alone (weight 1)"] = chains_from_scores(mentions["test"], pairs["test"], s["test"],
+                                                                   float(alone["threshold"]), method)
+    return chains, choices
+
+
+def verdicts(conll: dict, baseline: str, margin: float = 0.005) -> list[str]:
+    """One line per system: its CoNLL F1 against the baseline's, and whether it beats it (by more than `margin`)."""
+    base = conll[baseline]["CoNLL_F1"]
+    return [f"{name}: CoNLL F1 {c['CoNLL_F1']:.3f} vs {baseline} {base:.3f} -> "
+            + ("beats it" if c["CoNLL_F1"] > base + margin else "does NOT beat it")
+            for name, c in conll.items() if name != baseline]
+
+
+def degenerate(threshold: float, grid) -> bool:
+    """True when a tuned threshold sits on an edge of its grid: everything or nothing is called coreferent there,
+    i.e. the scores did not separate the classes (the report then says the model did not learn)."""
+    grid = np.asarray(grid)
+    return bool(np.isclose(threshold, grid.min()) or np.isclose(threshold, grid.max()))
+
+
+THRESHOLD_GRID = np.round(np.arange(0.02, 0.99, 0.01), 2)
+
+
+def error_table(mentions, pairs: pd.DataFrame, scores, threshold: float, k: int = 8) -> pd.DataFrame:
+    """The k most confident wrong pairs each way: false positives with the highest scores, false negatives (scored
+    and below threshold) with the lowest."""
+    y, s = pairs.label.to_numpy(), np.asarray(scores)
+    fp = np.flatnonzero((s >= threshold) & (y == 0))
+    fn = np.flatnonzero((s < threshold) & (y == 1) & (s > 0))
+    rows = []
+    for kind, idx in (("false coreferent", fp[np.argsort(-s[fp], kind="stable")[:k]]),
+                      ("missed coreferent", fn[np.argsort(s[fn], kind="stable")[:k]])):
+        for i in idx:
+            m1, m2 = mentions[pairs.a.iloc[i]], mentions[pairs.b.iloc[i]]
+            rows.append({"error": kind, "score": round(float(s[i]), 3), "trigger 1": m1.trigger,
+                         "trigger 2": m2.trigger, "sentence 1": m1.sentence[:120], "sentence 2": m2.sentence[:120]})
+    return pd.DataFrame(rows)
 
 
 # ---------------------------------------------------------------- report helpers
@@ -299,3 +601,41 @@ def stratified_sample(pairs: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFram
     frac = n / len(pairs)
     parts = [g.sample(max(1, int(round(len(g) * frac))), random_state=seed) for _, g in pairs.groupby("label")]
     return pd.concat(parts).sort_index().reset_index(drop=True)
+
+
+def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, cross: dict, candidates: dict,
+                    cross_threshold: float, log=print):
+    """Notebook 04's instruct-decoder step: LoRA-train DECODER on a DEC_TRAIN_FRACTION share of the cross-encoder's
+    training pairs (Yes/No answer token), then re-score the DEC_RESCORE_* candidates nearest the cross-encoder's
+    threshold. Returns a namespace: scores {split: cascade scores (the decoder's verdict on the band, put on the
+    cross-encoder's scale; the cross-encoder's score elsewhere)}, band {split: mask}, alone {split: P(Yes) on the
+    band}, threshold (dev-tuned on the band), history, pairs_seen, band_table (test, both models on the band)."""
+    from types import SimpleNamespace
+
+    from lib import models, train
+    tok, model = lora_decoder(P.DECODER, r=P.LORA_R, alpha=2 * P.LORA_R)
+    model.to(train.device())
+    n = max(1, int(round(len(train_pairs) * P.DEC_TRAIN_FRACTION)))
+    dec_train = train_pairs.sample(n, random_state=P.SEED).reset_index(drop=True)
+
+    def prompts(sp, pp, bs, **kw):
+        return PromptBatches(tok, mentions[sp], pp, P.DEC_MAX_LENGTH, bs, context_words=P.CONTEXT_WORDS, **kw)
+    cfg = train.TrainConfig(epochs=1, lr=P.DEC_LR, scheduler="cosine", warmup_ratio=P.WARMUP_RATIO, patience=0,
+                            max_steps=P.DEC_MAX_STEPS, grad_accum=P.DEC_GRAD_ACCUM, monitor="loss", mode="min")
+    history = train.fit(model, prompts("train", dec_train, P.DEC_BATCH_SIZE, shuffle=True, seed=P.SEED, train=True),
+                        decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, cfg)
+    seen = min(n, history.optimizer_steps * P.DEC_BATCH_SIZE * P.DEC_GRAD_ACCUM)
+    log(f"{P.DECODER}: {history.optimizer_steps} LoRA steps on {seen:,} pairs; "
+        f"trainable {models.count_parameters(model)['trainable']:,}")
+    band = {sp: uncertain_band(cross[sp], candidates[sp], cross_threshold, top)
+            for sp, top in (("dev", P.DEC_RESCORE_DEV), ("test", P.DEC_RESCORE_TEST))}
+    alone = {sp: score_subset(len(pairs[sp]), band[sp], lambda idx, sp=sp: decoder_scores(
+        model, prompts(sp, pairs[sp].iloc[idx].reset_index(drop=True), P.DEC_BATCH_SIZE * 4))) for sp in band}
+    y = {sp: pairs[sp].label.to_numpy() for sp in band}
+    thr = best_threshold(y["dev"][band["dev"]], alone["dev"][band["dev"]])[0]
+    scores = {sp: np.where(band[sp], rescale(alone[sp], thr, cross_threshold), cross[sp]) for sp in band}
+    b = band["test"]
+    table = band_table(y["test"][b], cross["test"][b] >= cross_threshold, alone["test"][b] >= thr, P.MODEL, P.DECODER)
+    log(f"decoder re-scored {int(band['dev'].sum()):,} dev and {int(b.sum()):,} test pairs (its dev threshold {thr:.2f})")
+    return SimpleNamespace(scores=scores, band=band, alone=alone, threshold=thr, history=history, pairs_seen=seen,
+                           band_table=table)

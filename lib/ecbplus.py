@@ -224,9 +224,8 @@ def build_pairs(mentions: list[Mention], same_subtopic: bool = False, dedup: boo
     dedup: drop pairs whose (sentence, trigger) pair — unordered — was seen already (the study's redundancy);
     oversample_pos: repeat each positive k times; neg_ratio > 0: keep at most neg_ratio negatives per positive
     (random undersampling, before oversampling); max_pairs > 0: random subsample (stratified by label).
-    Returns a DataFrame with columns a, b, label (shuffled when any sampling was applied).
+    Returns a DataFrame with columns a, b, label (shuffled when any sampling was applied; see sample_pairs).
     """
-    rng = np.random.default_rng(seed)
     groups: dict = {}
     for i, m in enumerate(mentions):
         groups.setdefault(m.subtopic if same_subtopic else m.topic, []).append(i)
@@ -251,6 +250,15 @@ def build_pairs(mentions: list[Mention], same_subtopic: bool = False, dedup: boo
             keep.append(k not in seen)
             seen.add(k)
         df = df[np.array(keep)].reset_index(drop=True)
+    return sample_pairs(df, neg_ratio, max_pairs, oversample_pos, seed)
+
+
+def sample_pairs(df: pd.DataFrame, neg_ratio: float = 0.0, max_pairs: int = 0, oversample_pos: int = 1,
+                 seed: int = 0) -> pd.DataFrame:
+    """Training-pair sampling: neg_ratio > 0 keeps at most neg_ratio negatives per positive (random undersampling);
+    max_pairs > 0 takes a random subsample stratified by label; oversample_pos > 1 repeats each positive k times.
+    The result is shuffled (seeded) when any of them applied."""
+    rng = np.random.default_rng(seed)
     sampled = False
     if neg_ratio and len(df):
         pos, neg = df[df.label == 1], df[df.label == 0]
@@ -278,41 +286,54 @@ def pair_stats(pairs: pd.DataFrame, name: str = "") -> dict:
 
 # ---------------------------------------------------------------- input formats
 
-def pair_text(m1: Mention, m2: Mention, style: str = "template") -> tuple[str, str]:
+def context(m: Mention, words: int = 0, marked: bool = False) -> str:
+    """The mention's sentence, clipped to `words` words each side of the trigger (0: the whole sentence); with
+    `marked` the trigger span (first to last trigger token) is wrapped in <e> ... </e>."""
+    toks = m.sentence.split(" ")
+    if not m.trigger_pos:
+        return f"{m.sentence} <e> {m.trigger} </e>" if marked else m.sentence
+    i, j = min(m.trigger_pos), max(m.trigger_pos) + 1
+    if marked:
+        toks = toks[:i] + ["<e>"] + toks[i:j] + ["</e>"] + toks[j:]
+        j += 2
+    if words:
+        toks = toks[max(0, i - words):j + words]
+    return " ".join(toks)
+
+
+def pair_text(m1: Mention, m2: Mention, style: str = "template", context_words: int = 0) -> tuple[str, str]:
     """(first, second) segments for a cross-encoder; the tokenizer adds [CLS] … [SEP] … [SEP].
 
     template: the study's `First sentence: {s1} Event trigger: {t1} [SEP] Second sentence: {s2} Event trigger: {t2}`;
     marked: the same with the trigger also marked inside its sentence as `<e> … </e>`.
+    context_words > 0 clips each sentence to that many words either side of its trigger (shorter inputs).
     """
     if style not in ("template", "marked"):
         raise LabError(f"FORMAT={style!r}: expected template | marked")
-    s1, s2 = (mark_trigger(m1), mark_trigger(m2)) if style == "marked" else (m1.sentence, m2.sentence)
+    s1, s2 = (context(m, context_words, style == "marked") for m in (m1, m2))
     return f"First sentence: {s1} Event trigger: {m1.trigger}", f"Second sentence: {s2} Event trigger: {m2.trigger}"
 
 
 def mark_trigger(m: Mention) -> str:
     """The sentence with the trigger span (first to last trigger token) wrapped in <e> … </e>."""
-    words = m.sentence.split(" ")
-    if not m.trigger_pos:
-        return f"{m.sentence} <e> {m.trigger} </e>"
-    i, j = min(m.trigger_pos), max(m.trigger_pos) + 1
-    return " ".join(words[:i] + ["<e>"] + words[i:j] + ["</e>"] + words[j:])
+    return context(m, 0, marked=True)
 
 
-def prompt_text(m1: Mention, m2: Mention) -> str:
-    """The study's Yes/No prompt (user turn)."""
+def prompt_text(m1: Mention, m2: Mention, context_words: int = 0) -> str:
+    """The study's Yes/No prompt (user turn); context_words > 0 clips the sentences around their triggers."""
+    s1, s2 = context(m1, context_words), context(m2, context_words)
     return ("Task: Determine if two event words refer to the same event.\n"
-            f"First sentence: {m1.sentence}\n"
+            f"First sentence: {s1}\n"
             f"Event word in first sentence: {m1.trigger}\n"
-            f"Second sentence: {m2.sentence}\n"
+            f"Second sentence: {s2}\n"
             f"Event word in second sentence: {m2.trigger}\n"
             f"Question: Do the event words {m1.trigger} and {m2.trigger} refer to the same event?\n"
             "Answer only with Yes or No.\n"
             "Answer:")
 
 
-def chat_prompt(tokenizer, m1: Mention, m2: Mention, answer: str | None = None) -> str:
+def chat_prompt(tokenizer, m1: Mention, m2: Mention, answer: str | None = None, context_words: int = 0) -> str:
     """The prompt through the model's chat template; with `answer` ("Yes"/"No") the full training text."""
-    msgs = [{"role": "user", "content": prompt_text(m1, m2)}]
+    msgs = [{"role": "user", "content": prompt_text(m1, m2, context_words)}]
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     return text if answer is None else text + answer

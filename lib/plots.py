@@ -62,6 +62,20 @@ def loss_curves(history, title="Training and validation loss"):
     return fig
 
 
+def eval_curve(history, key: str, title: str = "", ylabel: str = ""):
+    """One evaluation metric against optimiser steps (history.evals), the best checkpoint marked: is the model
+    still improving when training stops?"""
+    fig, ax = plt.subplots(figsize=(6, 3.2))
+    ev = [e for e in history.evals if key in e]
+    ax.plot([e["step"] for e in ev], [e[key] for e in ev], "o-")
+    if history.best and "step" in history.best:
+        ax.axvline(history.best["step"], ls="--", c="gray", label="best checkpoint")
+        ax.legend()
+    ax.set(title=title or f"validation {key}", xlabel="optimiser step", ylabel=ylabel or key)
+    fig.tight_layout()
+    return fig
+
+
 def threshold_curves(y_true, probs, labels, chosen):
     """F1 vs threshold for every class, with the chosen threshold marked."""
     n = len(labels)

@@ -236,12 +236,6 @@ def test_threshold_and_pair_helpers():
     rep = cdec.report_table(y, s >= 0.5)
     assert rep.loc["Coreferent", "precision"] == pytest.approx(0.667, abs=1e-3)
     assert rep.loc["accuracy", "f1-score"] == pytest.approx(0.6) and rep.loc["Coreferent", "support"] == 3
-    # first stage: same-lemma pairs first, then by cosine; budget 2
-    pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
-    emb = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
-    keep = cdec.prune_pairs(pairs, emb, 2, lemmas=["x", "x", "y"])
-    assert keep.tolist() == [True, True, False]        # (0,1) same lemma; (0,2) cosine 1 beats (1,2) cosine 0
-    assert cdec.prune_pairs(pairs, emb, 0).all()
     big = pd.DataFrame({"a": range(100), "b": range(100), "label": [1] * 10 + [0] * 90})
     sub = cdec.stratified_sample(big, 20, seed=0)
     assert (len(sub), sub.label.sum()) == (20, 2)
@@ -283,3 +277,116 @@ def test_pair_scores_put_each_probability_at_its_pair_index():
 
     assert np.allclose(cdec.cross_scores(Cross(), batches), [0.75, 0.75, 0.75])
     assert np.allclose(cdec.decoder_scores(Decoder(), batches), [0.2, 0.2, 0.2])
+
+
+# ---------------------------------------------------------------- first stage and cascade (hand-worked)
+
+def _mention(mid, doc, trigger, sentence, pos, chain, tag="ACTION_OCCURRENCE", args=()):
+    return E.Mention(mid=mid, doc=doc, topic=1, sub_corpus="ecb", subtopic="1_ecb", tag=tag, trigger=trigger,
+                     sentence_idx=0, sentence=sentence, chain=chain, split="train", participants=list(args),
+                     trigger_pos=pos)
+
+
+def test_context_window_and_marking():
+    m = _mention("d1:1", "d1", "exploded", "A big red bomb exploded in central Paris today .", [4], "c")
+    assert E.context(m, 0) == m.sentence
+    assert E.context(m, 2) == "red bomb exploded in central"
+    assert E.context(m, 1, marked=True) == "bomb <e> exploded </e> in"
+    assert E.pair_text(m, m, "template", 1)[0] == "First sentence: bomb exploded in Event trigger: exploded"
+    assert "First sentence: bomb exploded in\n" in E.prompt_text(m, m, 1)
+
+
+def test_pair_features_by_hand():
+    """Three mentions in three documents: m0 'bombing' / m1 'bombed' (same lemma 'bomb', coreferent),
+    m2 'blast'. Hand-worked values of the non-embedding features."""
+    import pandas as pd
+    from lib import cdec
+    ms = [_mention("d1:1", "d1", "bombing", "The bombing shook Paris", [1], "A", args=["Paris"]),
+          _mention("d2:1", "d2", "bombed", "Rebels bombed Paris", [1], "A", args=["Paris", "Rebels"]),
+          _mention("d3:1", "d3", "blast", "A blast shook London", [1], "B", tag="NEG_ACTION_OCCURRENCE")]
+    pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
+    counts = cdec.lemma_pair_counts(ms, pairs)
+    assert counts == {("bomb", "bomb"): (1, 1), ("blast", "bomb"): (0, 2)}
+    emb = {k: np.eye(3) for k in ("trigger", "context", "sentence")}  # orthogonal: every cosine is 0
+    x = cdec.pair_features(ms, pairs, emb, counts)
+    f = {name: x[:, i] for i, name in enumerate(cdec.FEATURES)}
+    assert f["same_lemma"].tolist() == [1, 0, 0]
+    assert f["lemma_pair_rate"] == pytest.approx([(1 + 0.1) / 2, 0.1 / 3, 0.1 / 3])
+    # content lemmas: {bomb, shook, pari} vs {rebel, bomb, pari}: 2 shared of 4; vs {blast, shook, london}: 1 of 5
+    assert f["sentence_overlap"] == pytest.approx([2 / 4, 1 / 5, 0 / 6])
+    assert f["argument_overlap"] == pytest.approx([1 / 2, 0, 0])
+    assert f["same_tag"].tolist() == [1, 0, 0] and f["context_cos"].tolist() == [0, 0, 0]
+    # leave-one-out on the training pairs: each pair's own label leaves its lemma-pair count
+    loo = cdec.pair_features(ms, pairs, emb, counts, leave_one_out=True)[:, cdec.FEATURES.index("lemma_pair_rate")]
+    assert loo == pytest.approx([0.1 / 1, 0.1 / 2, 0.1 / 2])
+
+
+def test_threshold_for_recall_and_recall_curve():
+    from lib import cdec
+    y = np.array([1, 0, 1, 0, 1, 0])
+    s = np.array([0.9, 0.8, 0.6, 0.5, 0.2, 0.1])
+    # positives scored 0.9, 0.6, 0.2: keeping 2/3 of them needs threshold 0.6; all of them 0.2
+    assert cdec.threshold_for_recall(y, s, 0.6) == 0.6 and cdec.threshold_for_recall(y, s, 1.0) == -np.inf
+    assert cdec.threshold_for_recall(y, s, 0.9) == 0.2
+    c = cdec.recall_curve(y, s, shares=(0.5, 1.0))
+    assert c["recall"].tolist() == pytest.approx([2 / 3, 1.0]) and c["pairs kept"].tolist() == [3, 6]
+    mask = np.array([True, True, False, True, True, False])
+    assert cdec.keep_top(mask, s, 2).tolist() == [True, True, False, False, False, False]
+    assert cdec.keep_top(mask, s, 0).tolist() == mask.tolist()
+
+
+def test_cascade_helpers():
+    from lib import cdec
+    sub = np.array([True, True, True, False])
+    got = cdec.score_subset(4, sub, lambda idx: np.array([0.5, 0.7, 0.9])[: len(idx)])
+    assert got.tolist() == pytest.approx([0.5, 0.7, 0.9, 0.0])
+    # blend: 0.75 * model + 0.25 * first stage on the subset, 0 elsewhere
+    assert cdec.blend([0.8, 0.4, 0, 1], [0.4, 0.8, 0, 1], 0.75, sub).tolist() == pytest.approx([0.7, 0.5, 0, 0])
+    # band: the 2 scored pairs nearest 0.6 are 0.5 and 0.7 (|0.1| each), not 0.9
+    assert cdec.uncertain_band(got, sub, 0.6, 2).tolist() == [True, True, False, False]
+    # rescale: 0.2 -> 0.5 at the threshold, halfway points map halfway
+    assert cdec.rescale([0.0, 0.1, 0.2, 0.6, 1.0], 0.2, 0.5).tolist() == pytest.approx([0, 0.25, 0.5, 0.75, 1.0])
+    assert cdec.degenerate(0.02, cdec.THRESHOLD_GRID) and not cdec.degenerate(0.4, cdec.THRESHOLD_GRID)
+    t = cdec.pair_comparison([1, 1, 0, 0], {"m": ([0.9, 0.1, 0.8, 0.2], 0.5)}, {"study": (0.8, 0.6, 0.69)})
+    # predicted {0, 2}: tp 1 -> P 1/2, R 1/2, F1 1/2, accuracy 2/4
+    assert t.loc["m", ["precision", "recall", "F1", "accuracy"]].tolist() == pytest.approx([0.5, 0.5, 0.5, 0.5])
+    assert t.loc["study", "F1"] == 0.69
+
+
+def test_tune_chains_picks_the_dev_best_threshold():
+    """Two documents' mentions m0-m1 corefer (score 0.9), m2 is apart (0.2, 0.3). On the grid {0.1, 0.5} only 0.5
+    separates them (at 0.1 all merge): CoNLL 1.0 at 0.5."""
+    import pandas as pd
+    from lib import cdec
+    ms = [_mention("d1:1", "d1", "a", "a", [0], "X"), _mention("d2:1", "d2", "a", "a", [0], "X"),
+          _mention("d3:1", "d3", "b", "b", [0], "Y")]
+    pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
+    gold = cdec.gold_chains(ms)
+    name, t, table = cdec.tune_chains(ms, pairs, gold, {"good": np.array([0.9, 0.2, 0.3])}, grid=[0.1, 0.5])
+    assert (name, t) == ("good", 0.5) and table["dev CoNLL F1"].max() == pytest.approx(1.0)
+
+
+def test_sample_pairs():
+    import pandas as pd
+    df = pd.DataFrame({"a": range(10), "b": range(10), "label": [1, 1] + [0] * 8})
+    assert E.sample_pairs(df).equals(df)  # nothing asked: unchanged, unshuffled
+    out = E.sample_pairs(df, neg_ratio=2, oversample_pos=3, seed=1)
+    assert (len(out), int(out.label.sum())) == (2 * 3 + 4, 6)
+
+
+def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):
+    """The embedded MiniLM on three mentions: unit vectors; the same trigger word in two sentences gets one
+    'trigger' vector but two 'context' vectors; a second call reads the disk cache without loading the model."""
+    from lib import cdec, models
+    monkeypatch.setenv("LAB_CACHE", str(tmp_path))
+    ms = {"x": [_mention("d1:1", "d1", "fired", "The company fired its chief executive .", [2], "A"),
+                _mention("d2:1", "d2", "fired", "Troops fired rockets at the town .", [1], "B"),
+                _mention("d3:1", "d3", "dismissed", "The board dismissed the chief executive .", [2], "A")]}
+    e = cdec.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
+    for v in e.values():
+        assert v.shape[0] == 3 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
+    assert np.allclose(e["trigger"][0], e["trigger"][1], atol=1e-6)
+    assert e["context"][0] @ e["context"][1] < 0.99
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
+    again = cdec.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
+    assert all(np.array_equal(again[k], e[k]) for k in e)
