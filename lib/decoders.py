@@ -237,3 +237,93 @@ def float_copy_with_adapter(peft_model, name: str, task: str, n_labels: int, ada
     base = float_base(name, task, n_labels)
     base.config.pad_token_id = peft_model.config.pad_token_id
     return PeftModel.from_pretrained(base, adapter_dir).merge_and_unload().eval()
+
+
+# ---------------------------------------------------------------- notebook 03's steps, for either MODE
+
+class TrainingSetup:
+    """What lib.train.fit needs for notebook 03's MODE: batches, loss, evaluation, the monitored metric; plus the
+    encoded sets (classifier) or SFT examples (generative) and the tokens of one epoch (for tokens/s)."""
+
+    def __init__(self, P, tok, data, labels, pos_weight=None):
+        import torch.nn.functional as F
+
+        from lib import encoders, metrics
+        self.mode = P.MODE
+        if P.MODE == "classifier":
+            named = [("train", data.train), ("val", data.val), ("test", data.test)]
+            named += [("holdout", data.holdout)] if data.holdout is not None else []
+            self.sets = {n: encoders.Encoded(tok, df["Tweet"], df[labels].to_numpy() if n in ("train", "val") else None,
+                                             P.MAX_LENGTH) for n, df in named}
+            self.batches = encoders.loader(tok, self.sets["train"], P.BATCH_SIZE, train=True, seed=P.SEED)
+            self.loss_fn = encoders.bce_loss(pos_weight)
+
+            def evaluate(m):
+                logits = encoders.predict_logits(m, tok, self.sets["val"], P.EVAL_BATCH_SIZE)
+                return {"loss": float(F.binary_cross_entropy_with_logits(torch.tensor(logits), torch.tensor(data.y_val))),
+                        "macro_f1": metrics.macro_f1(data.y_val, logits >= 0)}
+            self.monitor, self.direction = "macro_f1", "max"
+            self.epoch_tokens = sum(self.sets["train"].lengths)
+        else:
+            parts = prompt_parts(tok, labels)  # the prompt prefix every tweet shares, then the tweet
+            self.train_ex = [sft_example(tok, t, y, labels, parts=parts) for t, y in zip(data.train["Tweet"], data.y_train)]
+            val_ex = [sft_example(tok, t, y, labels, parts=parts) for t, y in zip(data.val["Tweet"], data.y_val)]
+            g = torch.Generator().manual_seed(P.SEED)
+            self.batches = torch.utils.data.DataLoader(self.train_ex, batch_size=P.BATCH_SIZE, shuffle=True, generator=g,
+                                                       collate_fn=lambda b: pad_sft_batch(tok, b))
+            self.loss_fn = lambda m, b: m(**{k: v.to(m.device) for k, v in b.items()}).loss
+
+            def evaluate(m):
+                losses = [float(self.loss_fn(m, pad_sft_batch(tok, val_ex[i:i + P.EVAL_BATCH_SIZE])))
+                          for i in range(0, len(val_ex), P.EVAL_BATCH_SIZE)]
+                return {"loss": float(np.mean(losses))}
+            self.monitor, self.direction = "loss", "min"
+            self.epoch_tokens = sum(len(e["input_ids"]) for e in self.train_ex)
+        self.evaluate = evaluate
+
+
+def zero_shot(P, tok, model, data, labels) -> tuple[dict, list]:
+    """The untuned instruct model on validation (the generative mode's baseline row): scores and its answers. With
+    PREDICT_WITH="float" it is the float base the trained adapter is later merged into."""
+    import time
+
+    from lib import metrics
+    t0 = time.time()
+    zs_model = float_base(P.MODEL, P.MODE) if P.PREDICT_WITH == "float" and P.QUANTIZATION != "none" else model
+    answers = generate_answers(zs_model, tok, data.val["Tweet"].tolist(), labels, P.EVAL_BATCH_SIZE, P.MAX_NEW_TOKENS)
+    pred, stats = answers_to_matrix(answers, labels)
+    return {"macro_f1": metrics.macro_f1(data.y_val, pred), "jaccard": metrics.jaccard_accuracy(data.y_val, pred),
+            **stats, "seconds": time.time() - t0}, answers
+
+
+def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores: dict | None = None):
+    """Probabilities (classifier) or 0/1 answers (generative) for validation, test and hold-out.
+
+    Returns (probs {split: array}, notes, extra metrics, seconds, answers {split: texts} or None). A model trained
+    in 4/8-bit predicts from its adapter merged into the float base when PREDICT_WITH="float" (fast on CPU).
+    Generative answers are already 0/1, so THRESHOLDS becomes "fixed" (nothing to tune)."""
+    import time
+
+    from lib import encoders
+    t0 = time.time()
+    notes, extra, answers = [], {}, None
+    if P.PREDICT_WITH == "float" and P.QUANTIZATION != "none":
+        model = float_copy_with_adapter(model, P.MODEL, P.MODE, len(labels), P.out / "adapter")
+        notes.append(f"predictions from the LoRA adapter merged into the float base model (trained in {P.QUANTIZATION})")
+    if P.MODE == "classifier":
+        probs = {n: encoders.sigmoid(encoders.predict_logits(model, tok, ds, P.EVAL_BATCH_SIZE))
+                 for n, ds in setup.sets.items() if n != "train"}
+    else:
+        probs, stats, answers = {}, {}, {}
+        named = [("val", data.val), ("test", data.test)] + ([("holdout", data.holdout)] if data.holdout is not None else [])
+        for n, df in named:
+            answers[n] = generate_answers(model, tok, df["Tweet"].tolist(), labels, P.EVAL_BATCH_SIZE, P.MAX_NEW_TOKENS)
+            pred, stats[n] = answers_to_matrix(answers[n], labels)
+            probs[n] = pred.astype(float)
+        P["THRESHOLDS"] = "fixed"
+        extra["parsing"] = stats
+        if zero_shot_scores is not None:
+            extra["zero_shot_validation"] = zero_shot_scores
+        notes.append(f"validation answers needing cleaning: {stats['val']['needed_cleaning']} of {stats['val']['answers']}, "
+                     f"unknown words dropped: {stats['val']['dropped_words']}")
+    return probs, notes, extra, time.time() - t0, answers
