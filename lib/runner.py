@@ -126,7 +126,10 @@ def render_html(nb_path: Path, html_path: Path) -> None:
 
 # the data folders each notebook reads (their files' checksums are part of a run's cache key)
 DATA_READ = {"01_ffnn": ["semeval2018_ec"], "02_encoders": ["semeval2018_ec"], "03_qlora_decoders": ["semeval2018_ec"],
-             "04_cdec": ["ecbplus"], "05_qa": ["squad_v1.1"], "06_multitask": ["minbert", "sick"]}
+             "04_cdec": ["ecbplus"], "05_qa": ["squad_v1.1"], "06_multitask": ["minbert", "sick"],
+             "07_emotion_ensemble": ["semeval2018_ec"]}
+# notebooks that read other runs' outputs: the parameter listing them (their saved predictions join the cache key)
+RUN_INPUTS = {"07_emotion_ensemble": "MEMBERS"}
 
 
 def _sha(paths_: list[Path]) -> str:
@@ -145,8 +148,14 @@ def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
     code = _sha([paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").glob("*.py"))])
     root = paths.data_dir(data_dir)
     files = sorted(f for d in DATA_READ.get(notebook, []) for f in (root / d).rglob("*") if f.is_file())
-    return {"params": json.loads(json.dumps(dict(resolved), default=str)), "code": code,
-            "data": _sha(files) if files else "none", "tiny": os.environ.get("LAB_TINY", "")}
+    key = {"params": json.loads(json.dumps(dict(resolved), default=str)), "code": code,
+           "data": _sha(files) if files else "none", "tiny": os.environ.get("LAB_TINY", "")}
+    if notebook in RUN_INPUTS:
+        runs = Path(resolved.get("RUNS_DIR") or paths.OUTPUTS)
+        inputs = sorted(f for m in resolved[RUN_INPUTS[notebook]] for f in (runs / m).glob("*") if f.is_file()
+                        and (f.suffix in (".npy", ".txt") or f.name == "submission.csv"))
+        key["inputs"] = _sha(inputs) if inputs else "none"
+    return key
 
 
 def cached(final: Path, key: dict) -> bool:

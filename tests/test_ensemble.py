@@ -1,0 +1,76 @@
+"""Emotion ensemble (notebook 07): weights on the simplex, thresholds and the nested estimate on validation only."""
+import numpy as np
+import pandas as pd
+import pytest
+
+from lib import emotion, params, semeval
+from lib.errors import LabError
+
+
+def test_simplex_weights():
+    assert emotion.simplex(2, 2) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+    w = emotion.simplex(3, 10)
+    assert len(w) == 66 and all(abs(sum(x) - 1) < 1e-9 for x in w)  # C(12, 2) = 66
+
+
+def test_fit_blend_puts_the_weight_on_the_informative_member():
+    """Member A's probabilities are the labels themselves (a threshold in (0, 1] is perfect), member B is noise:
+    the best blend leans on A (weight >= 0.5) with macro-F1 1.0, its nested estimate is perfect too, and B alone
+    stays far below."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, (120, 11))
+    y[:6] = 1  # every class has positives
+    a, b = y.astype(float), rng.random(y.shape)
+    w, t, f = emotion.fit_blend(y, [a, b], step=0.5)
+    assert f == pytest.approx(1.0) and w[0] >= 0.5
+    assert emotion.nested_blend_score(y, [a, b], seed=0, step=0.5) == pytest.approx(1.0)
+    _, _, f_noise = emotion.fit_blend(y, [b], step=0.5)
+    assert f_noise < 0.8
+
+
+def test_load_member_names_the_missing_file(tmp_path):
+    d = tmp_path / "02_encoders" / "x"
+    d.mkdir(parents=True)
+    with pytest.raises(LabError, match=r"probs_val.npy: missing; .*--only 02_encoders"):
+        emotion.load_member(d)
+    np.save(d / "probs_val.npy", np.zeros((3, 11)))
+    (d / "val_ids.txt").write_text("a\nb\n")
+    with pytest.raises(LabError, match="3 rows but .* lists 2 tweets"):
+        emotion.load_member(d)
+
+
+def _member(d, ids, probs, test_ids, test_probs, hold=None):
+    d.mkdir(parents=True)
+    np.save(d / "probs_val.npy", probs)
+    (d / "val_ids.txt").write_text("\n".join(ids) + "\n")
+    np.save(d / "probs_test.npy", test_probs)
+    semeval.write_submission(test_ids, (test_probs > 0.5).astype(int), d / "submission.csv")
+    if hold is not None:
+        np.save(d / "probs_holdout.npy", hold[1])
+        (d / "holdout_ids.txt").write_text("\n".join(hold[0]) + "\n")
+
+
+def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
+    """Two members on 300 real training tweets: a good one (labels + small noise) and a noisy one. The blend is
+    scored in-sample, nested and on the dev hold-out; it writes a complete submission; test labels are never read."""
+    rng = np.random.default_rng(1)
+    tr = semeval.load("train", str(data_dir)).df.iloc[:300]
+    dev = semeval.load("dev", str(data_dir)).df.iloc[:200]
+    te = semeval.load("test", str(data_dir)).df
+    y, y_h = tr[semeval.EMOTIONS].to_numpy(float), dev[semeval.EMOTIONS].to_numpy(float)
+    good = lambda yy: np.clip(yy * 0.6 + rng.random(yy.shape) * 0.5, 0, 1)  # noqa: E731
+    noisy = lambda yy: rng.random(yy.shape)  # noqa: E731
+    test_p = rng.random((len(te), 11))
+    _member(tmp_path / "runs" / "01_ffnn" / "a", list(tr.ID), good(y), list(te.ID), test_p, (list(dev.ID), good(y_h)))
+    _member(tmp_path / "runs" / "02_encoders" / "b", list(tr.ID), noisy(y), list(te.ID), test_p, (list(dev.ID), noisy(y_h)))
+    P = params.Params({"PROFILE": "smoke", "SEED": 0, "DATA_DIR": str(data_dir), "THRESHOLDS": "per_class",
+                       "ON_BAD_ROWS": "error"})
+    P.out = tmp_path / "out"
+    P.out.mkdir()
+    P.meta = {"notebook": "07_emotion_ensemble", "t0": 0.0}
+    rec, table = emotion.ensemble(P, [tmp_path / "runs" / "01_ffnn" / "a", tmp_path / "runs" / "02_encoders" / "b"], 0.5)
+    assert list(table.index) == ["01_ffnn/a", "02_encoders/b", "blend (weighted mean)"]
+    assert table.loc["01_ffnn/a", "val_macro_f1_nested"] > table.loc["02_encoders/b", "val_macro_f1_nested"] + 0.3
+    assert rec["headline"]["holdout_macro_f1"] > 0.7 and rec["headline"]["val_macro_f1"] > 0.7
+    sub = semeval.read_submission(P.out / "submission.csv")
+    assert len(sub) == len(te) and list(sub.ID) == list(te.ID)
