@@ -269,6 +269,8 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
     blend_row, w, t = row("blend (weighted mean)", val, [hold_of(m) for m in ms] if hold_ids else None)
     rows.append(blend_row)
     table = pd.DataFrame(rows).set_index("model")
+    report.save_figure(plots.score_bars(table, "Members and blend: validation (in-sample, nested) and hold-out"), P,
+                       "members_and_blend")
     test_ids = ms[0]["test"].index
     probs_test = sum(wi * m["test"].loc[test_ids].to_numpy() for wi, m in zip(w, ms))
     semeval.write_submission(test_ids, thresholds.apply(probs_test, t), P.out / "submission.csv")

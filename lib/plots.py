@@ -76,6 +76,19 @@ def eval_curve(history, key: str, title: str = "", ylabel: str = ""):
     return fig
 
 
+def score_bars(table: pd.DataFrame, title: str, ylabel: str = "macro-F1"):
+    """Grouped bars: one group per row of `table` (e.g. ensemble members and the blend), one bar per numeric column."""
+    num = table.select_dtypes("number")
+    long = num.reset_index(names="model").melt(id_vars="model", var_name="score", value_name="value")
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    sns.barplot(data=long, x="model", y="value", hue="score", ax=ax)
+    ax.set(title=title, xlabel="", ylabel=ylabel, ylim=(0, 1))
+    ax.tick_params(axis="x", rotation=15)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
 def threshold_curves(y_true, probs, labels, chosen):
     """F1 vs threshold for every class, with the chosen threshold marked."""
     n = len(labels)

@@ -72,5 +72,6 @@ def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
     assert list(table.index) == ["01_ffnn/a", "02_encoders/b", "blend (weighted mean)"]
     assert table.loc["01_ffnn/a", "val_macro_f1_nested"] > table.loc["02_encoders/b", "val_macro_f1_nested"] + 0.3
     assert rec["headline"]["holdout_macro_f1"] > 0.7 and rec["headline"]["val_macro_f1"] > 0.7
+    assert (P.out / "figures" / "members_and_blend.png").is_file()
     sub = semeval.read_submission(P.out / "submission.csv")
     assert len(sub) == len(te) and list(sub.ID) == list(te.ID)
