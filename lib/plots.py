@@ -84,7 +84,7 @@ def score_bars(table: pd.DataFrame, title: str, ylabel: str = "macro-F1"):
     sns.barplot(data=long, x="model", y="value", hue="score", ax=ax)
     ax.set(title=title, xlabel="", ylabel=ylabel, ylim=(0, 1))
     ax.tick_params(axis="x", rotation=15)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never over a bar
     fig.tight_layout()
     return fig
 

@@ -316,9 +316,15 @@ def test_pair_features_by_hand():
     assert f["sentence_overlap"] == pytest.approx([2 / 4, 1 / 5, 0 / 6])
     assert f["argument_overlap"] == pytest.approx([1 / 2, 0, 0])
     assert f["same_tag"].tolist() == [1, 0, 0] and f["context_cos"].tolist() == [0, 0, 0]
-    # leave-one-out on the training pairs: each pair's own label leaves its lemma-pair count
-    loo = cdec.pair_features(ms, pairs, emb, counts, leave_one_out=True)[:, cdec.FEATURES.index("lemma_pair_rate")]
-    assert loo == pytest.approx([0.1 / 1, 0.1 / 2, 0.1 / 2])
+    # training pairs: their own topic's counts leave the rate (all three pairs are topic 1 -> no evidence left)
+    by_topic = cdec.lemma_pair_counts_by_topic(ms, pairs)
+    assert by_topic == {1: counts}
+    own = cdec.pair_features(ms, pairs, emb, counts, by_topic)[:, cdec.FEATURES.index("lemma_pair_rate")]
+    assert own == pytest.approx([0.1, 0.1, 0.1])
+    # with a second topic's counts in the totals, only those remain: (bomb, bomb) seen 3 times, twice coreferent
+    both = {k: (v[0] + 2 * (k == ("bomb", "bomb")), v[1] + 3 * (k == ("bomb", "bomb"))) for k, v in counts.items()}
+    own = cdec.pair_features(ms, pairs, emb, both, by_topic)[:, cdec.FEATURES.index("lemma_pair_rate")]
+    assert own == pytest.approx([(2 + 0.1) / 4, 0.1, 0.1])
 
 
 def test_threshold_for_recall_and_recall_curve():
