@@ -19,7 +19,7 @@ from lib import paths
 EXPECTED = paths.ROOT / "tests" / "expected_smoke_metrics.json"
 ABS_TOL = 0.01   # absolute slack: scores on a 0-1 scale may move by a hundredth (thread scheduling, BLAS order)
 REL_TOL = 0.02   # plus 2 % of the value: scores on a 0-100 scale (QA EM/F1, CoNLL) get ~1-2 points
-VOLATILE = ("seconds", "time", "rss", "memory", "per_s")  # headline keys that measure speed, not quality
+VOLATILE = ("seconds", "minutes", "time", "rss", "memory", "per_s")  # headline keys that measure speed, not quality
 
 
 def collect(outputs: Path) -> dict:

@@ -11,7 +11,7 @@ def _run(out, name, headline, profile="smoke"):
 
 
 def test_collect_keeps_quality_numbers_of_smoke_runs(tmp_path):
-    _run(tmp_path, "01_ffnn/naive", {"val_macro_f1": 0.25, "train_seconds": 3.0, "ok": True})
+    _run(tmp_path, "01_ffnn/naive", {"val_macro_f1": 0.25, "train_seconds": 3.0, "train_minutes": 0.05, "ok": True})
     _run(tmp_path, "01_ffnn/cpu_run", {"val_macro_f1": 0.5}, profile="cpu")
     assert regression.collect(tmp_path) == {"01_ffnn/naive": {"val_macro_f1": 0.25}}
 
