@@ -272,6 +272,10 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
     report.save_figure(plots.score_bars(table, "Members and blend: validation (in-sample, nested) and hold-out"), P,
                        "members_and_blend")
     test_ids = ms[0]["test"].index
+    for m in ms[1:]:
+        if set(m["test"].index) != set(test_ids):
+            raise LabError(f"{m['name']}: its submission.csv predicts {len(m['test']):,} test tweets, {ms[0]['name']}'s "
+                           f"{len(test_ids):,} others; expected the same test file for every member")
     probs_test = sum(wi * m["test"].loc[test_ids].to_numpy() for wi, m in zip(w, ms))
     semeval.write_submission(test_ids, thresholds.apply(probs_test, t), P.out / "submission.csv")
     thresholds.save(t, EMOTIONS, P.out / "thresholds.json")

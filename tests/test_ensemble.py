@@ -75,3 +75,17 @@ def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
     assert (P.out / "figures" / "members_and_blend.png").is_file()
     sub = semeval.read_submission(P.out / "submission.csv")
     assert len(sub) == len(te) and list(sub.ID) == list(te.ID)
+
+
+def test_members_must_predict_the_same_test_tweets(data_dir, tmp_path):
+    te = semeval.load("test", str(data_dir)).df
+    ids, y = list(semeval.load("train", str(data_dir)).df.ID[:20]), np.zeros((20, 11))
+    _member(tmp_path / "01_ffnn" / "a", ids, y, list(te.ID), np.zeros((len(te), 11)))
+    _member(tmp_path / "02_encoders" / "b", ids, y, list(te.ID[:10]), np.zeros((10, 11)))
+    P = params.Params({"PROFILE": "smoke", "SEED": 0, "DATA_DIR": str(data_dir), "THRESHOLDS": "per_class",
+                       "ON_BAD_ROWS": "error"})
+    P.out = tmp_path / "out"
+    P.out.mkdir()
+    P.meta = {"notebook": "07_emotion_ensemble", "t0": 0.0}
+    with pytest.raises(LabError, match="02_encoders/b: its submission.csv predicts 10 test tweets"):
+        emotion.ensemble(P, [tmp_path / "01_ffnn" / "a", tmp_path / "02_encoders" / "b"], 0.5)
