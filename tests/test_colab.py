@@ -1,8 +1,10 @@
 """Colab/Kaggle set-up cell: the URL in one place (lib/colab.py), in sync everywhere; executed with a fake
-google.colab module and a fake Kaggle environment in a temporary folder."""
+google.colab module and a fake Kaggle environment in a temporary folder; lib.colab.bootstrap (install, chdir, Kaggle
+data discovery) with pip recorded instead of run; `import lib.colab` needs the standard library only."""
 import json
 import os
 import stat
+import subprocess
 import sys
 import types
 
@@ -19,6 +21,26 @@ def test_notebooks_and_readme_in_sync_with_repo_url():
         assert src == colab.cell_source() and "YOUR-ORG" not in src
 
 
+def test_an_edited_setup_cell_is_out_of_sync(tmp_path, monkeypatch):
+    """--check must fail when one notebook's set-up cell differs from the generated one."""
+    nb_dir = tmp_path / "notebooks"
+    nb_dir.mkdir()
+    for p in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+        (nb_dir / p.name).write_text(p.read_text())
+    readme = tmp_path / "README.md"
+    readme.write_text((paths.ROOT / "README.md").read_text())
+    monkeypatch.setattr(paths, "NOTEBOOKS", nb_dir)
+    monkeypatch.setattr(paths, "ROOT", tmp_path)
+    assert colab.sync(write=False) == []
+    target = nb_dir / "04_cdec.ipynb"
+    nb = json.loads(target.read_text())
+    cell = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    cell["source"] = "".join(cell["source"]).replace("sys.path.insert(0", "sys.path.append(0")
+    target.write_text(json.dumps(nb))
+    assert colab.sync(write=False) == ["notebooks/04_cdec.ipynb"]
+    assert colab.sync() == ["notebooks/04_cdec.ipynb"] and colab.sync(write=False) == []  # --sync repairs it
+
+
 def test_badges_generated_from_url():
     b = colab.badges("https://github.com/someone/nlp-lab")
     n = len(list(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")))
@@ -28,6 +50,30 @@ def test_badges_generated_from_url():
     assert "badges appear here" in colab.badges("")
 
 
+def test_setup_cell_is_short():
+    logic = [l for l in colab.cell_source().splitlines() if l.strip() and not l.strip().startswith("#")]
+    assert len(logic) <= 12, "the set-up cell only fetches the lab; lib.colab.bootstrap does the rest"
+
+
+def test_import_needs_only_the_standard_library():
+    """The set-up cell imports lib.colab before requirements.txt is installed: lib.colab and what it pulls in
+    (lib/__init__.py, params, paths, errors) must import, and cell_source/find_data_dir run, with any third-party
+    import refused."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        top = name.partition('.')[0]\n"
+        "        if top not in sys.stdlib_module_names and top != 'lib':\n"
+        "            raise ImportError(f'third-party import refused: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import lib.colab\n"
+        "lib.colab.cell_source(); lib.colab.find_data_dir('.'); lib.colab.requirements_hash('.')\n"
+        "print('ok')\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
 def _run_cell(src: str, cwd):
     old = os.getcwd()
     try:
@@ -35,6 +81,20 @@ def _run_cell(src: str, cwd):
         exec(compile(src, "setup-cell", "exec"), {})
     finally:
         os.chdir(old)
+
+
+@pytest.fixture
+def pip_calls(monkeypatch):
+    """`python -m pip` through subprocess.run is recorded instead of run; everything else runs."""
+    calls, real = [], subprocess.run
+
+    def run(cmd, **kw):
+        if cmd[:3] == [sys.executable, "-m", "pip"]:
+            calls.append(cmd)
+            return subprocess.CompletedProcess(cmd, 0)
+        return real(cmd, **kw)
+    monkeypatch.setattr(subprocess, "run", run)
+    return calls
 
 
 @pytest.fixture
@@ -54,8 +114,8 @@ def test_unset_url_stops_with_one_instruction(fake_colab):
     assert not (fake_colab / "nlp-lab").exists()
 
 
-def _fake_bin(tmp_path, monkeypatch):
-    """`git` that 'clones' a tiny lab; `python -m pip` is recorded instead of installing."""
+def _fake_git(tmp_path, monkeypatch):
+    """`git` that 'clones' a tiny lab (notebooks/, requirements files, the arguments it got)."""
     b = tmp_path / "bin"
     b.mkdir()
     git = b / "git"
@@ -64,32 +124,56 @@ def _fake_bin(tmp_path, monkeypatch):
                    "echo '' > \"$last/requirements-nodeps.txt\"\necho \"$@\" > \"$last/git-args\"\n")
     git.chmod(git.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{b}:{os.environ['PATH']}")
-    calls = []
-    import subprocess
-    real = subprocess.run
-
-    def run(cmd, **kw):
-        if cmd[:3] == [sys.executable, "-m", "pip"]:
-            calls.append(cmd)
-            return subprocess.CompletedProcess(cmd, 0)
-        return real(cmd, **kw)
-    monkeypatch.setattr(subprocess, "run", run)
-    return calls
 
 
-def test_colab_clones_and_keeps_platform_torch(fake_colab, monkeypatch):
-    calls = _fake_bin(fake_colab, monkeypatch)
+def test_colab_clones_and_keeps_platform_torch(fake_colab, monkeypatch, pip_calls):
+    _fake_git(fake_colab, monkeypatch)
     _run_cell(colab.cell_source("https://github.com/someone/nlp-lab"), fake_colab)
     home = fake_colab / "nlp-lab"
     assert "https://github.com/someone/nlp-lab" in (home / "git-args").read_text()
+    assert str(home) in sys.path
     import torch
     pin = home / ".torch-constraint.txt"
     assert pin.read_text().strip() == f"torch=={torch.__version__}"
-    assert len(calls) == 2 and all(["-c", str(pin)] == c[5:7] for c in calls)
-    assert os.getcwd() != str(home / "notebooks")  # _run_cell restored it; the cell itself chdir'ed (no error)
+    assert len(pip_calls) == 2 and all(["-c", str(pin)] == c[5:7] for c in pip_calls)
+    assert pip_calls[0][-2:] == ["-r", str(home / "requirements.txt")]
+    assert pip_calls[1][-3:] == ["--no-deps", "-r", str(home / "requirements-nodeps.txt")]
+    _run_cell(colab.cell_source("https://github.com/someone/nlp-lab"), fake_colab)
+    assert len(pip_calls) == 2  # run again: already cloned and installed, nothing re-installed
 
 
-def test_kaggle_finds_input_datasets(monkeypatch, tmp_path):
+def test_bootstrap_installs_once_per_requirements(tmp_path):
+    home = tmp_path / "nlp-lab"
+    (home / "notebooks").mkdir(parents=True)
+    (home / "requirements.txt").write_text("pandas\n")
+    (home / "requirements-nodeps.txt").write_text("\n")
+    calls = []
+    run = lambda cmd, **kw: calls.append(cmd)  # noqa: E731
+    old = os.getcwd()
+    try:
+        colab.bootstrap("colab", str(home), run=run)
+        assert os.getcwd() == str(home / "notebooks") and len(calls) == 2
+        colab.bootstrap("colab", str(home), run=run)
+        assert len(calls) == 2  # unchanged requirements: pip does not run again
+        (home / "requirements.txt").write_text("pandas\nnumpy\n")
+        colab.bootstrap("colab", str(home), run=run)
+        assert len(calls) == 4  # changed requirements: installed again
+        os.chdir(old)
+        colab.bootstrap("", str(home), run=run)  # a local kernel: nothing happens
+        assert os.getcwd() == old and len(calls) == 4
+    finally:
+        os.chdir(old)
+
+
+def test_find_data_dir_on_a_folder_tree(tmp_path):
+    (tmp_path / "input" / "other" / "stuff").mkdir(parents=True)
+    (tmp_path / "input" / "nlp-lab-data" / "v2" / "ecbplus").mkdir(parents=True)
+    assert colab.find_data_dir(str(tmp_path / "input")) == str(tmp_path / "input" / "nlp-lab-data" / "v2")
+    assert colab.find_data_dir(str(tmp_path / "input" / "other")) is None
+    assert colab.find_data_dir(str(tmp_path / "missing")) is None
+
+
+def test_kaggle_finds_input_datasets(monkeypatch, tmp_path, pip_calls):
     monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive")
     monkeypatch.delitem(sys.modules, "google.colab", raising=False)
     home = tmp_path / "working" / "nlp-lab"
@@ -102,6 +186,21 @@ def test_kaggle_finds_input_datasets(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "path", list(sys.path))
     _run_cell(colab.cell_source("https://github.com/someone/nlp-lab"), tmp_path)
     assert os.environ["DATA_DIR"] == str(data)
+    assert len(pip_calls) == 2  # a clone never installed before is installed
+
+
+def test_kaggle_without_data_says_so(monkeypatch, tmp_path, capsys):
+    home = tmp_path / "nlp-lab"
+    (home / "notebooks").mkdir(parents=True)
+    (home / colab.STAMP).write_text(colab.requirements_hash(str(home)) + "\n")  # installed already
+    monkeypatch.setenv("LAB_KAGGLE_INPUT", str(tmp_path / "input"))
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    old = os.getcwd()
+    try:
+        colab.bootstrap("kaggle", str(home), run=lambda *a, **k: pytest.fail("pip must not run"))
+    finally:
+        os.chdir(old)
+    assert "DATA_DIR" not in os.environ and "attach the data or set DATA_DIR" in capsys.readouterr().out
 
 
 def test_setup_cell_leaves_no_parameter_like_globals():
