@@ -634,37 +634,40 @@ def stratified_sample(pairs: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFram
 
 def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, cross: dict, candidates: dict,
                     cross_threshold: float, log=print):
-    """Notebook 04's instruct-decoder step: LoRA-train DECODER on a DEC_TRAIN_FRACTION share of the cross-encoder's
-    training pairs (Yes/No answer token), then re-score the DEC_RESCORE_* candidates nearest the cross-encoder's
-    threshold. Returns a namespace: scores {split: cascade scores (the decoder's verdict on the band, put on the
+    """Notebook 04's instruct-decoder step (its knobs: the dict parameter DECODER): LoRA-train DECODER["model"] on a
+    DECODER["train_fraction"] share of the cross-encoder's training pairs (Yes/No answer token), then re-score the
+    DECODER["rescore_dev"] / ["rescore_test"] candidates nearest the cross-encoder's threshold. Returns a namespace:
+    scores {split: cascade scores (the decoder's verdict on the band, put on the
     cross-encoder's scale; the cross-encoder's score elsewhere)}, band {split: mask}, alone {split: P(Yes) on the
     band}, threshold (dev-tuned on the band), history, pairs_seen, band_table (test, both models on the band)."""
     from types import SimpleNamespace
 
     from lib import models, train
-    tok, model = lora_decoder(P.DECODER, r=P.LORA_R, alpha=2 * P.LORA_R)
+    D = P.DECODER
+    tok, model = lora_decoder(D["model"], r=D["lora_r"], alpha=2 * D["lora_r"])
     model.to(train.device())
-    n = max(1, int(round(len(train_pairs) * P.DEC_TRAIN_FRACTION)))
+    n = max(1, int(round(len(train_pairs) * D["train_fraction"])))
     dec_train = train_pairs.sample(n, random_state=P.SEED).reset_index(drop=True)
 
     def prompts(sp, pp, bs, **kw):
-        return PromptBatches(tok, mentions[sp], pp, P.DEC_MAX_LENGTH, bs, context_words=P.CONTEXT_WORDS, **kw)
-    cfg = train.TrainConfig(epochs=1, lr=P.DEC_LR, scheduler="cosine", warmup_ratio=P.WARMUP_RATIO, patience=0,
-                            max_steps=P.DEC_MAX_STEPS, grad_accum=P.DEC_GRAD_ACCUM, monitor="loss", mode="min")
-    history = train.fit(model, prompts("train", dec_train, P.DEC_BATCH_SIZE, shuffle=True, seed=P.SEED, train=True),
+        return PromptBatches(tok, mentions[sp], pp, D["max_length"], bs, context_words=P.CONTEXT_WORDS, **kw)
+    cfg = train.TrainConfig(epochs=1, lr=D["lr"], scheduler="cosine", warmup_ratio=P.TRAINING["warmup_ratio"],
+                            patience=0, max_steps=D["max_steps"], grad_accum=D["grad_accum"], monitor="loss",
+                            mode="min")
+    history = train.fit(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
                         decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, cfg)
-    seen = min(n, history.optimizer_steps * P.DEC_BATCH_SIZE * P.DEC_GRAD_ACCUM)
-    log(f"{P.DECODER}: {history.optimizer_steps} LoRA steps on {seen:,} pairs; "
+    seen = min(n, history.optimizer_steps * D["batch_size"] * D["grad_accum"])
+    log(f"{D['model']}: {history.optimizer_steps} LoRA steps on {seen:,} pairs; "
         f"trainable {models.count_parameters(model)['trainable']:,}")
     band = {sp: uncertain_band(cross[sp], candidates[sp], cross_threshold, top)
-            for sp, top in (("dev", P.DEC_RESCORE_DEV), ("test", P.DEC_RESCORE_TEST))}
+            for sp, top in (("dev", D["rescore_dev"]), ("test", D["rescore_test"]))}
     alone = {sp: score_subset(len(pairs[sp]), band[sp], lambda idx, sp=sp: decoder_scores(
-        model, prompts(sp, pairs[sp].iloc[idx].reset_index(drop=True), P.DEC_BATCH_SIZE * 4))) for sp in band}
+        model, prompts(sp, pairs[sp].iloc[idx].reset_index(drop=True), D["batch_size"] * 4))) for sp in band}
     y = {sp: pairs[sp].label.to_numpy() for sp in band}
     thr = best_threshold(y["dev"][band["dev"]], alone["dev"][band["dev"]])[0]
     scores = {sp: np.where(band[sp], rescale(alone[sp], thr, cross_threshold), cross[sp]) for sp in band}
     b = band["test"]
-    table = band_table(y["test"][b], cross["test"][b] >= cross_threshold, alone["test"][b] >= thr, P.MODEL, P.DECODER)
+    table = band_table(y["test"][b], cross["test"][b] >= cross_threshold, alone["test"][b] >= thr, P.MODEL, D["model"])
     log(f"decoder re-scored {int(band['dev'].sum()):,} dev and {int(b.sum()):,} test pairs (its dev threshold {thr:.2f})")
     return SimpleNamespace(scores=scores, band=band, alone=alone, threshold=thr, history=history, pairs_seen=seen,
                            band_table=table)

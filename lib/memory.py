@@ -81,7 +81,7 @@ def check(est: dict, available: int | None = None, overhead: float = 1.2) -> Non
 
 def check_run(P, notebook: str) -> dict | None:
     """Before a gpu run trains (called by lib.setup when CUDA is there): estimate the run's main model from its
-    parameters (MODEL, QUANTIZATION, LORA_R, BATCH_SIZE, MAX_LENGTH, GRADIENT_CHECKPOINTING, MODE) and stop with
+    parameters (MODEL, QUANTIZATION, LORA["r"], BATCH_SIZE, MAX_LENGTH, GRADIENT_CHECKPOINTING, MODE) and stop with
     a LabError naming the knobs when it will not fit the free GPU memory. A model whose config cannot be read
     (e.g. an embedded registry name) is skipped: returns None."""
     import torch
@@ -92,7 +92,7 @@ def check_run(P, notebook: str) -> dict | None:
         config = AutoConfig.from_pretrained(P.MODEL)
         quant = P.get("QUANTIZATION", "none") if notebook == "03_qlora_decoders" else "none"
         est = estimate_from_config(config, quantization=quant,
-                                   lora_r=P.get("LORA_R", 0) if notebook == "03_qlora_decoders" else 0,
+                                   lora_r=P.get("LORA", {}).get("r", 0) if notebook == "03_qlora_decoders" else 0,
                                    batch_size=P.BATCH_SIZE, max_length=P.MAX_LENGTH,
                                    gradient_checkpointing=bool(P.get("GRADIENT_CHECKPOINTING", False)),
                                    causal_lm=P.get("MODE") == "generative")

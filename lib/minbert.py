@@ -102,7 +102,8 @@ def read(task: str, split: str, data_dir="", on_bad: str = "error") -> Table:
         if problem:
             if on_bad == "error":
                 raise LabError(f"{path}:{n}: {problem}; expected {len(names)} tab-separated fields "
-                               f"({', '.join(names)}) with a valid {label} (ON_BAD_ROWS=\"drop\" drops such rows)")
+                               f"({', '.join(names)}) with a valid {label} "
+                               f"(06's DATA={{\"on_bad_rows\": \"drop\"}} drops such rows)")
             dropped.append((n, problem))
             continue
         seen.add(rec["id"])

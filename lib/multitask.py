@@ -106,7 +106,7 @@ class PairHead(nn.Module):
         if init not in PAIR_INITS:
             raise LabError(f"PAIR_INIT={init!r}: expected {' | '.join(PAIR_INITS)}")
         if init == "cosine" and proj != hidden:
-            raise LabError(f"PAIR_INIT='cosine' needs PROJ_DIM 0 (= hidden size {hidden}); got {proj}")
+            raise LabError(f"PAIR_INIT='cosine' needs HEADS['proj_dim'] 0 (= hidden size {hidden}); got {proj}")
         self.drop, self.normalize = nn.Dropout(dropout), init == "cosine"
         if share is not None:
             self.proj1, self.proj2 = share.proj1, share.proj2

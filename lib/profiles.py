@@ -25,7 +25,8 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "03_qlora_decoders": {
         # smoke still predicts all 3,259 test tweets (a complete submission): that prediction is most of its time
-        "smoke": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "ZERO_SHOT": False,
+        "smoke": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+                  "ZERO_SHOT": False,
                   "MAX_NEW_TOKENS": 3, "MAX_LENGTH": 48, "EVAL_BATCH_SIZE": 64},
         # sized to the lab's 60-minute CPU budget. `python -m lib.bench decoder` on this 2-core Xeon (AVX-512):
         # float LoRA 197 tokens/s vs 4-bit NF4 142 (0.72x; 0.03x on an AVX2-only EPYC), so the cpu profile trains
@@ -37,9 +38,10 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "04_cdec": {
         "smoke": {"FIRST_STAGE_RECALL": 0.5, "MAX_CANDIDATES": 300, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64,
-                  "MAX_TRAIN_PAIRS": 200, "OVERSAMPLE_POS": 1, "BATCH_SIZE": 8, "MAX_STEPS": 3, "EVAL_EVERY": 0,
-                  "EPOCHS": 1, "MAX_EVAL_PAIRS": 40, "DEC_MAX_STEPS": 2, "DEC_BATCH_SIZE": 2, "DEC_GRAD_ACCUM": 1,
-                  "DEC_TRAIN_FRACTION": 0.05, "DEC_RESCORE_DEV": 16, "DEC_RESCORE_TEST": 16, "DEC_MAX_LENGTH": 160},
+                  "MAX_TRAIN_PAIRS": 200, "OVERSAMPLE_POS": 1, "BATCH_SIZE": 8,
+                  "TRAINING": {"max_steps": 3, "eval_every": 0}, "EPOCHS": 1, "MAX_EVAL_PAIRS": 40,
+                  "DECODER": {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "train_fraction": 0.05,
+                              "rescore_dev": 16, "rescore_test": 16, "max_length": 160}},
         # the cascade sized to ~10 CPU minutes (measured: scoring ~150 pairs/s, decoder LoRA ~2.4 s a step of 4
         # prompts): the first stage keeps 85% of the dev coreferent pairs (measured: 0.856 of test, 20% of the
         # pairs); sentences clipped to 6 words around each trigger (~50-token pairs); first-stage candidates are
@@ -48,10 +50,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         # decoder's band threshold was degenerate, so 1e-4 / 1e-3
         "cpu": {"FIRST_STAGE_RECALL": 0.85, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64, "MAX_TRAIN_PAIRS": 4000,
                 "OVERSAMPLE_POS": 1, "BATCH_SIZE": 16, "EVAL_BATCH_SIZE": 256, "EPOCHS": 1, "LR": 0.0001,
-                "WARMUP_RATIO": 0.1, "EVAL_EVERY": 50, "MAX_EVAL_PAIRS": 400, "DEC_TRAIN_FRACTION": 0.06,
-                "DEC_MAX_STEPS": 60, "DEC_BATCH_SIZE": 4, "DEC_GRAD_ACCUM": 1, "DEC_LR": 0.001,
-                "DEC_RESCORE_DEV": 150, "DEC_RESCORE_TEST": 250, "DEC_MAX_LENGTH": 128},
-        "gpu": {"MODEL": "answerdotai/ModernBERT-base", "DECODER": "Qwen/Qwen2.5-0.5B-Instruct",
+                "TRAINING": {"warmup_ratio": 0.1, "eval_every": 50}, "MAX_EVAL_PAIRS": 400,
+                "DECODER": {"train_fraction": 0.06, "max_steps": 60, "batch_size": 4, "grad_accum": 1, "lr": 0.001,
+                            "rescore_dev": 150, "rescore_test": 250, "max_length": 128}},
+        "gpu": {"MODEL": "answerdotai/ModernBERT-base", "DECODER": {"model": "Qwen/Qwen2.5-0.5B-Instruct"},
                 "EVAL_BATCH_SIZE": 256, "MAX_EVAL_PAIRS": 5000},
     },
     "05_qa": {
@@ -71,8 +73,9 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "06_multitask": {
         "smoke": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "VARIANTS": ["baseline", "final_002", "simcse_lora"],
-                  "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 8, "MAX_LENGTH": 48, "MAX_TRAIN_SAMPLES": [48, 96, 48],
-                  "MAX_EVAL_SAMPLES": 32, "FROZEN_EPOCHS": 1, "SIMCSE_BATCH": 8, "MAX_TEST_SAMPLES": 64,
+                  "EPOCHS": 1, "STOPPING": {"max_steps": 2}, "BATCH_SIZE": 8, "MAX_LENGTH": 48,
+                  "MAX_TRAIN_SAMPLES": [48, 96, 48], "MAX_EVAL_SAMPLES": 32, "FROZEN": {"epochs": 1},
+                  "SIMCSE": {"batch": 8}, "DATA": {"max_test_samples": 64},
                   "HEAD_LR": 0.001, "PAIR_INIT": "cosine", "WARM_START": True},
         # measured here: ~30 training examples/s (batch 32); a warm start shared by the variants (linear probes on
         # the pretrained embeddings) makes ~24 steps per variant enough to learn; comparisons: baseline vs
@@ -80,7 +83,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": True,
                 "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
                 "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [1000, 900, 400], "MAX_EVAL_SAMPLES": 300,
-                "LR": 5e-05, "LORA_LR": 0.001, "HEAD_LR": 0.001, "SIMCSE_BATCH": 32, "DROPOUT": 0.1},
+                "LR": 5e-05, "LORA": {"lr": 0.001}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32}, "DROPOUT": 0.1},
         "gpu": {},
     },
 }
@@ -123,7 +126,7 @@ _QA_CPU = [("05_qa", "minilm", {})]
 _QA_GPU = [("05_qa", "bert-tiny-squadv2", {}),
            ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "LR_FULL": 0.0003}),
            ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "GRAD_ACCUM": 1,
-                                           "EPOCHS": 2, "LR_FULL": 3e-05, "LR_LORA": 0.0005, "EVAL_EVERY": 1000})]
+                                           "EPOCHS": 2, "LR_FULL": 3e-05, "LORA": {"lr": 0.0005}, "EVAL_EVERY": 1000})]
 RUNS: dict[str, list[tuple[str, str, dict]]] = {
     "smoke": [*_FFNN_RUNS, *_ENCODER_CPU, *_DECODER_SMOKE, *_ENSEMBLE_CPU, *_CDEC_CPU, *_QA_CPU, ("06_multitask", "smoke", {})],
     "cpu": [*_FFNN_RUNS, *_ENCODER_CPU, *_DECODER_CPU, *_ENSEMBLE_CPU, *_CDEC_CPU, *_QA_CPU,

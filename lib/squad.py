@@ -105,7 +105,8 @@ def split_by_article(examples: list[dict], eval_articles: int, seed: int = 0) ->
     so no article (and no context) appears in both."""
     titles = sorted({e["title"] for e in examples})
     if not 0 < eval_articles < len(titles):
-        raise LabError(f"EVAL_ARTICLES={eval_articles}: expected between 1 and {len(titles) - 1} (there are {len(titles)} articles)")
+        raise LabError(f"ARTICLES: {eval_articles} articles held out: expected between 1 and {len(titles) - 1} "
+                       f"(there are {len(titles)} articles)")
     rng = random.Random(seed)
     ev = set(rng.sample(titles, eval_articles))
     return [e for e in examples if e["title"] not in ev], [e for e in examples if e["title"] in ev]
@@ -409,19 +410,19 @@ def _describe(name, exs):
 def load_splits(P) -> dict:
     """train / val / test examples and a description.
 
-    dev_split (offline): the dev file is split BY ARTICLE (seeded): EVAL_ARTICLES articles are the evaluation part
-    (test), then VAL_ARTICLES of the remaining articles validate (early stopping), the rest train.
-    hub: the official train set (VAL_ARTICLES of its articles validate) and the full official dev set as test.
+    dev_split (offline): the dev file is split BY ARTICLE (seeded): ARTICLES["eval"] articles are the evaluation part
+    (test), then ARTICLES["val"] of the remaining articles validate (early stopping), the rest train.
+    hub: the official train set (ARTICLES["val"] of its articles validate) and the full official dev set as test.
     MAX_*_SAMPLES then subsample each part (seeded)."""
     if P.DATA_SOURCE == "hub":
         full_train, test = load_hub()
         src = "official train set (hub `squad`) and the full official dev set"
     else:
         dev = load_dev(P.DATA_DIR)
-        full_train, test = split_by_article(dev, P.EVAL_ARTICLES, P.SEED)
+        full_train, test = split_by_article(dev, P.ARTICLES["eval"], P.SEED)
         src = (f"dev-v1.1.json only ({len(dev):,} questions, {len({e['title'] for e in dev})} articles), "
-               f"split by article with seed {P.SEED}: {P.EVAL_ARTICLES} articles evaluate, the rest train")
-    train_part, val = split_by_article(full_train, P.VAL_ARTICLES, P.SEED + 1)
+               f"split by article with seed {P.SEED}: {P.ARTICLES['eval']} articles evaluate, the rest train")
+    train_part, val = split_by_article(full_train, P.ARTICLES["val"], P.SEED + 1)
     parts = {"train": subsample(train_part, P.MAX_TRAIN_SAMPLES, P.SEED),
              "val": subsample(val, P.MAX_VAL_SAMPLES, P.SEED),
              "test": subsample(test, P.MAX_EVAL_SAMPLES, P.SEED)}
@@ -453,18 +454,18 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(P.SEED)
-    model = create_model(P.MODEL, method, P.LORA_R, P.LORA_ALPHA, P.LORA_TARGETS, P.LORA_DROPOUT,
-                         P.VIRTUAL_TOKENS).to(dev)
+    model = create_model(P.MODEL, method, P.LORA["r"], P.LORA["alpha"], P.LORA["targets"], P.LORA["dropout"],
+                         P.PROMPT["virtual_tokens"]).to(dev)
     counts = models.count_parameters(model)
 
     def evaluate(m):
         s, e, loss = predict_logits(m, tok, feats["val"], P.EVAL_BATCH_SIZE)
-        sc, _ = squad_scores(postprocess(data["val"], feats["val"], s, e, P.N_BEST, P.MAX_ANSWER_LENGTH), data["val"])
+        sc, _ = squad_scores(postprocess(data["val"], feats["val"], s, e, **P.SPANS), data["val"])
         return {"loss": loss, **sc}
 
     hist = None
     if method != "pretrained":
-        lr = {"full": P.LR_FULL, "lora": P.LR_LORA, "prompt": P.LR_PROMPT}[method]
+        lr = {"full": P.LR_FULL, "lora": P.LORA["lr"], "prompt": P.PROMPT["lr"]}[method]
         cfg = train.TrainConfig(epochs=P.EPOCHS, lr=lr, warmup_ratio=P.WARMUP_RATIO, patience=P.PATIENCE,
                                 max_steps=P.MAX_STEPS, eval_every=P.EVAL_EVERY, grad_accum=P.GRAD_ACCUM,
                                 monitor="loss", mode="min", bf16=P.BF16)
@@ -472,7 +473,7 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
                          log=log)
     t = time.time()
     s, e, test_loss = predict_logits(model, tok, feats["test"], P.EVAL_BATCH_SIZE)
-    preds = postprocess(data["test"], feats["test"], s, e, P.N_BEST, P.MAX_ANSWER_LENGTH)
+    preds = postprocess(data["test"], feats["test"], s, e, **P.SPANS)
     scores, per = squad_scores(preds, data["test"])
     sim, per_sim = embedding_similarity(embedder, preds, data["test"])
     out = {"method": method, "exact_match": scores["exact_match"], "f1": scores["f1"], "similarity": sim,

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import os
 
-# per notebook: parameter -> cap (sample counts, pair counts, epochs, optimiser steps, generated tokens)
+# per notebook: parameter -> cap (sample counts, pair counts, epochs, optimiser steps, generated tokens); a dict
+# parameter's caps are a dict of its keys
 CAPS: dict[str, dict] = {
     "01_ffnn": {"EPOCHS": 1, "MAX_STEPS": 3, "MAX_TRAIN_SAMPLES": 200, "MAX_EVAL_SAMPLES": 100},
     "02_encoders": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48},
-    "03_qlora_decoders": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+    "03_qlora_decoders": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
                           "MAX_NEW_TOKENS": 4},
-    "04_cdec": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150, "MAX_EVAL_PAIRS": 40,
-                "DEC_MAX_STEPS": 2, "DEC_TRAIN_FRACTION": 0.05,
-                "DEC_RESCORE_DEV": 16, "DEC_RESCORE_TEST": 16},
+    "04_cdec": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
+                "MAX_EVAL_PAIRS": 40,
+                "DECODER": {"max_steps": 2, "train_fraction": 0.05, "rescore_dev": 16, "rescore_test": 16}},
     "05_qa": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16},
-    "06_multitask": {"EPOCHS": 1, "MAX_STEPS": 2, "FROZEN_EPOCHS": 1, "MAX_TRAIN_SAMPLES": [48, 96, 48],
-                     "MAX_EVAL_SAMPLES": 32, "MAX_TEST_SAMPLES": 64},
+    "06_multitask": {"EPOCHS": 1, "STOPPING": {"max_steps": 2}, "FROZEN": {"epochs": 1},
+                     "MAX_TRAIN_SAMPLES": [48, 96, 48], "MAX_EVAL_SAMPLES": 32, "DATA": {"max_test_samples": 64}},
 }
 
 
@@ -30,6 +31,8 @@ def enabled() -> bool:
 
 
 def _cap(value, cap):
+    if isinstance(cap, dict):  # a dict parameter: its keys capped one by one
+        return {**value, **{k: _cap(value[k], c) for k, c in cap.items() if k in value}}
     if isinstance(cap, list):
         return [_cap(v, c) for v, c in zip(value, cap)]
     return cap if not value else min(value, cap)  # 0 means "no cap": the tiny cap applies

@@ -225,7 +225,7 @@ def _model(builder: str, kind: str | None, snap: Path, vocab: int, ids: dict) ->
 def build_squad(root: Path, datasets_cache: Path, dev_json: Path, n_train: int = 6, n_val: int = 2) -> None:
     """SQuAD as `load_dataset("squad")` finds it offline: the hub copy (datasets--rajpurkar--squad parquet) and the
     prepared datasets cache (`<HF_DATASETS_CACHE>/squad/plain_text/...`, what datasets reads with HF_HUB_OFFLINE=1),
-    built from the local dev file: train = its first `n_train` articles (05_qa holds VAL_ARTICLES=4 of them out),
+    built from the local dev file: train = its first `n_train` articles (05_qa holds ARTICLES["val"]=4 of them out),
     validation = the next `n_val`."""
     import pandas as pd
     from datasets.packaged_modules.parquet.parquet import Parquet

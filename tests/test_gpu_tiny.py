@@ -62,7 +62,9 @@ def test_gpu_run_executes_at_tiny_size(gpu_tiny_run, notebook, run):
     expected = {**profiles.presets(notebook, "gpu"), **params}
     assert m["params"]["PROFILE"] == "gpu"
     for k in ("MODEL", "DECODER", "DATA_SOURCE"):  # the profile's own models and data source, not stand-ins
-        if k in expected:
+        if isinstance(expected.get(k), dict):  # a dict parameter: the keys the profile sets
+            assert {key: m["params"][k][key] for key in expected[k]} == expected[k]
+        elif k in expected:
             assert m["params"][k] == expected[k]
     assert m["headline"], "no headline metrics"
     assert (d / "report.html").stat().st_size > 10_000
@@ -73,7 +75,8 @@ def test_gpu_profile_covers_every_hub_id():
     used = set()
     for nb, _, params in profiles.RUNS["gpu"]:
         p = {**profiles.presets(nb, "gpu"), **params}
-        used |= {p[k] for k in ("MODEL", "DECODER") if k in p}
+        used |= {p["MODEL"]} if "MODEL" in p else set()
+        used |= {p["DECODER"]["model"]} if "model" in p.get("DECODER", {}) else set()
     defaults = {"06_multitask": "bert-base-uncased"}  # the notebook's own default, which the gpu profile keeps
     used |= set(defaults.values())
     assert used - {"all-MiniLM-L6-v2"} <= set(make_fake_hub.MODELS)
@@ -93,10 +96,11 @@ def test_tiny_caps_only_lower_samples_and_steps(monkeypatch):
     from lib import params, tiny
     monkeypatch.setenv("LAB_TINY", "1")
     P = params.resolve({"PROFILE": "gpu"}, "03_qlora_decoders")
-    assert (P.MAX_STEPS, P.MAX_TRAIN_SAMPLES, P.EPOCHS) == (2, 16, 1)
+    assert (P.TRAINING["max_steps"], P.MAX_TRAIN_SAMPLES, P.EPOCHS) == (2, 16, 1)
+    assert P.TRAINING["patience"] == 2  # a dict parameter: only the capped key changes
     assert (P.MODEL, P.BATCH_SIZE, P.QUANTIZATION) == ("google/gemma-2b", 16, "4bit")  # untouched
     P = params.resolve({"PROFILE": "gpu", "MAX_TRAIN_SAMPLES": 8}, "03_qlora_decoders")
     assert P.MAX_TRAIN_SAMPLES == 8  # a smaller value stays
     assert tiny._cap([0, 500, 10], [48, 96, 48]) == [48, 96, 10]
     monkeypatch.delenv("LAB_TINY")
-    assert params.resolve({"PROFILE": "gpu"}, "03_qlora_decoders").MAX_STEPS == 0
+    assert params.resolve({"PROFILE": "gpu"}, "03_qlora_decoders").TRAINING["max_steps"] == 0

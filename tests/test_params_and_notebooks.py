@@ -121,3 +121,90 @@ def test_max_knobs_mean_one_thing_in_every_notebook():
             name = line.split("=")[0].strip()
             if name in words:
                 assert words[name] in line.partition("#")[2], f"{nb.name}: {line}"
+
+
+# ---------------------------------------------------------------- dict parameters (04's DECODER, 06's SIMCSE, ...)
+
+def test_dict_parameter_merges_a_partial_value_over_its_default():
+    defaults, _ = params.parameters_cell("04_cdec")
+    P = params.resolve({"PROFILE": "gpu", "DECODER": {"lr": 0.0005}}, "04_cdec")
+    assert P.DECODER["lr"] == 0.0005
+    assert P.DECODER["model"] == profiles.presets("04_cdec", "gpu")["DECODER"]["model"]  # the preset's key
+    assert P.DECODER["lora_r"] == defaults["DECODER"]["lora_r"]                          # the default's key
+    assert set(P.DECODER) == set(defaults["DECODER"])
+
+
+def test_dict_parameter_explicit_keys_win_over_the_preset_key_by_key():
+    """cpu sets DECODER lr 1e-3 and batch_size 4: lr given explicitly (even equal to the default) wins, batch_size
+    follows the profile."""
+    defaults, _ = params.parameters_cell("04_cdec")
+    cpu = profiles.presets("04_cdec", "cpu")["DECODER"]
+    assert cpu["lr"] != defaults["DECODER"]["lr"]  # otherwise the test proves nothing
+    P = params.resolve({"PROFILE": "cpu", "DECODER": {"lr": defaults["DECODER"]["lr"]}}, "04_cdec")
+    assert P.DECODER["lr"] == defaults["DECODER"]["lr"] and P.DECODER["batch_size"] == cpu["batch_size"]
+    assert P.DECODER["max_steps"] == cpu["max_steps"]
+    # the same run not naming DECODER: the whole preset applies
+    P = params.resolve({"PROFILE": "cpu", "DECODER": defaults["DECODER"]}, "04_cdec", explicit={"PROFILE"})
+    assert P.DECODER == {**defaults["DECODER"], **cpu}
+
+
+def test_dict_parameter_unknown_key_fails_with_suggestion():
+    with pytest.raises(LabError, match=r"parameter DECODER has no key\(s\) lora_rank \(did you mean lora_r\?\)"):
+        params.resolve({"PROFILE": "cpu", "DECODER": {"lora_rank": 8}}, "04_cdec")
+    with pytest.raises(LabError, match=r"SIMCSE has no key\(s\) temp \(did you mean temperature\?\).*Known keys"):
+        params.resolve({"PROFILE": "cpu", "SIMCSE": {"temp": 0.1}}, "06_multitask")
+
+
+def test_dict_parameter_types_and_allowed_values_checked_per_key():
+    with pytest.raises(LabError, match=r"DECODER\['lora_r'\]='sixteen' should be a int like its default 16"):
+        params.resolve({"PROFILE": "cpu", "DECODER": {"lora_r": "sixteen"}}, "04_cdec")
+    with pytest.raises(LabError, match=r"DECODER=.Qwen.*should be a dict"):
+        params.resolve({"PROFILE": "cpu", "DECODER": "Qwen/Qwen2.5-0.5B-Instruct"}, "04_cdec")
+    with pytest.raises(LabError, match=r"TRAINING\['scheduler'\]='step' is not one of \['linear', 'cosine'"):
+        params.resolve({"PROFILE": "cpu", "TRAINING": {"scheduler": "step"}}, "03_qlora_decoders")
+    P = params.resolve({"PROFILE": "cpu", "LORA": {"lr": 1}}, "05_qa")  # an int where a float is expected is fine
+    assert P.LORA["lr"] == 1
+
+
+def test_dict_parameter_in_a_preset_is_checked(monkeypatch):
+    monkeypatch.setitem(profiles.PRESETS["04_cdec"], "cpu", {"DECODER": {"lr_decoder": 0.1}})
+    with pytest.raises(LabError, match=r"lib/profiles.py preset cpu: .*DECODER has no key\(s\) lr_decoder"):
+        params.resolve({"PROFILE": "cpu"}, "04_cdec")
+
+
+def test_dict_parameter_edited_interactively_sets_only_the_edited_keys(tmp_path):
+    """In Jupyter (no papermill cell) the globals hold the whole edited dict: only the keys that differ from the
+    default count as set, the others follow the profile."""
+    defaults, _ = params.parameters_cell("04_cdec")
+    smoke = profiles.presets("04_cdec", "smoke")["DECODER"]
+    assert "lora_r" not in smoke and smoke["max_steps"] != defaults["DECODER"]["max_steps"]
+    edited = {**defaults["DECODER"], "lora_r": 4}
+    assert params.edited_keys(edited, defaults["DECODER"]) == {"lora_r": 4}
+    ns = {**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path), "DECODER": edited}
+    P = params.setup(ns, "04_cdec")
+    assert P.DECODER == {**defaults["DECODER"], **smoke, "lora_r": 4}
+    assert ns["DECODER"] == edited  # the notebook's own globals are left as they were
+
+
+def test_every_dict_parameter_key_documented():
+    """Each key of a dict parameter has its comment line (`#   key: ...`) above the parameter; MAX_* keys follow the
+    notebooks' cap words (see test_max_knobs_mean_one_thing_in_every_notebook)."""
+    found = 0
+    for nb in NOTEBOOKS:
+        defaults, _ = params.parameters_cell(nb)
+        docs = params.key_docs(nb)
+        for name, default in defaults.items():
+            if isinstance(default, dict):
+                found += 1
+                missing = set(default) - set(docs[name])
+                assert not missing, f"{nb.name}: {name} keys without a comment line above it: {sorted(missing)}"
+                if "max_test_samples" in default:
+                    assert "test" in docs[name]["max_test_samples"]
+    assert found >= 8
+
+
+def test_tiny_caps_a_dict_parameter_key_by_key():
+    from lib import tiny
+    assert tiny._cap({"max_steps": 0, "lr": 0.1, "rescore_dev": 100}, {"max_steps": 2, "rescore_dev": 16}) == \
+        {"max_steps": 2, "lr": 0.1, "rescore_dev": 16}
+

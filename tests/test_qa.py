@@ -173,7 +173,7 @@ def test_dev_file_and_article_disjoint_split(data_dir):
     assert not {e["title"] for e in tr} & {e["title"] for e in ev}
     assert len({e["title"] for e in ev}) == 8
     assert squad.split_by_article(exs, 8, seed=3)[1] == ev  # seeded
-    with pytest.raises(LabError, match="EVAL_ARTICLES"):
+    with pytest.raises(LabError, match="ARTICLES: 48 articles held out"):
         squad.split_by_article(exs, 48)
 
 
