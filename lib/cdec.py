@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -375,8 +376,9 @@ def keep_top(mask: np.ndarray, scores, cap: int) -> np.ndarray:
 def first_stage(mentions: dict, pairs: dict, emb: dict, recall: float = 0.0, cap: int = 0, seed: int = 0):
     """Train the ranker on the training pairs and apply it: returns a namespace with
     scores {split: P(coreferent)} (training pairs: out-of-fold by topic), keep {split: boolean mask} (pairs passed
-    to the models), threshold (tuned on dev to keep `recall` of its coreferent pairs; 0: keep every pair) and
-    table (per split: pairs, kept, coreferent recall). `cap` limits the kept pairs per split (0: no cap)."""
+    to the models), kept_scores {dev/test: scores on the kept pairs, 0 on the pruned ones}, threshold (tuned on dev
+    to keep `recall` of its coreferent pairs; 0: keep every pair) and table (per split: pairs, kept, coreferent
+    recall). `cap` limits the kept pairs per split (0: no cap)."""
     from types import SimpleNamespace
     counts = lemma_pair_counts(mentions["train"], pairs["train"])
     own = lemma_pair_counts_by_topic(mentions["train"], pairs["train"])
@@ -396,7 +398,8 @@ def first_stage(mentions: dict, pairs: dict, emb: dict, recall: float = 0.0, cap
              "share kept": round(float(keep[sp].mean()), 3) if len(y[sp]) else 0.0,
              "coreferent": int(y[sp].sum()), "coreferent kept": int(y[sp][keep[sp]].sum()),
              "recall": round(float(y[sp][keep[sp]].sum() / max(y[sp].sum(), 1)), 3)} for sp in ("train", "dev", "test")]
-    return SimpleNamespace(scores=scores, keep=keep, threshold=thr, features=x, model=model,
+    kept_scores = {sp: np.where(keep[sp], scores[sp], 0) for sp in ("dev", "test")}  # pruned pairs score 0
+    return SimpleNamespace(scores=scores, keep=keep, kept_scores=kept_scores, threshold=thr, features=x, model=model,
                            table=pd.DataFrame(rows).set_index("split"))
 
 
@@ -596,6 +599,13 @@ def gold_chains(mentions) -> dict:
     return {m.mid: m.chain for m in mentions}
 
 
+def lemma_chains(mentions, group: str = "subtopic") -> dict:
+    """The same-head-lemma baseline's chains: mentions of one sub-topic with the same trigger head lemma."""
+    from lib import coref_metrics as C
+    return C.lemma_baseline([m.mid for m in mentions], [m.trigger for m in mentions],
+                            [getattr(m, group) for m in mentions])
+
+
 def chains_from_scores(mentions, pairs: pd.DataFrame, scores, threshold: float, method: str = "agglomerative",
                        group: str = "subtopic") -> dict:
     """{mention id: cluster} from pair scores: connected components over pairs scoring >= threshold, or
@@ -671,3 +681,118 @@ def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, c
     log(f"decoder re-scored {int(band['dev'].sum()):,} dev and {int(b.sum()):,} test pairs (its dev threshold {thr:.2f})")
     return SimpleNamespace(scores=scores, band=band, alone=alone, threshold=thr, history=history, pairs_seen=seen,
                            band_table=table)
+
+
+# ---------------------------------------------------------------- notebook 04's steps and its report
+
+# the study's reported test points: coreferent-class precision, recall, F1 (on its own 42,953 test pairs)
+STUDY_PAIRS = {"study ModernBERT": (0.858, 0.654, 0.742), "study Qwen": (0.828, 0.464, 0.594)}
+STUDY_ROWS = [{"model": "ModernBERT-base", "precision": 0.858, "recall": 0.654, "F1": 0.742},
+              {"model": "Qwen2.5-0.5B-Instruct", "precision": 0.828, "recall": 0.464, "F1": 0.594}]
+CURVE_FEATURES = {"same head lemma": "same_lemma", "trigger-in-context cosine": "context_cos",
+                  "trigger cosine": "trigger_cos"}  # the single features the first stage's recall curves show
+
+
+def first_stage_curves(fs, y_dev):
+    """The first stage's dev recall curves, the ranker beside its best single features: (table of recall by share
+    of pairs kept, one column per scorer; figure with the kept point marked)."""
+    curves = {"ranker (all features)": fs.scores["dev"],
+              **{name: fs.features["dev"][:, FEATURES.index(f)] for name, f in CURVE_FEATURES.items()}}
+    table = pd.concat({k: recall_curve(y_dev, s).set_index("share of pairs kept")["recall"] for k, s in curves.items()},
+                      axis=1)
+    kept = fs.table.loc["dev"]
+    fig = recall_plot({k: (y_dev, s) for k, s in curves.items()}, {"kept (dev)": (kept["share kept"], kept["recall"])})
+    return table, fig
+
+
+@dataclass
+class CrossEncoder:
+    """A trained cross-encoder of notebook 04 and what its report says about it."""
+    model: object
+    history: object                 # lib.train.History
+    batches: object                 # batches(split, pairs, **PairBatches kwargs) -> PairBatches of that split
+    n_train: int                    # training pairs (oversampling included)
+    n_coref: int                    # coreferent ones among them
+    batch_size: int
+    eval_batch_size: int
+    size: dict = field(default_factory=dict)  # lib.models.count_parameters
+
+    @property
+    def seen(self) -> int:
+        """Training pairs presented (at most each once: the run may stop before an epoch ends)."""
+        return min(self.n_train, self.history.optimizer_steps * self.batch_size)
+
+    def summary(self, name: str) -> str:
+        h = self.history
+        return (f"{name}: {self.size.get('total', 0):,} parameters; {h.optimizer_steps} steps x {self.batch_size} = "
+                f"{self.seen:,} presentations of {self.n_train:,} training pairs ({self.n_coref:,} coreferent incl. "
+                f"oversampling); best at step {h.best.get('step')}")
+
+    def score(self, pairs: dict, candidates: dict, splits=("dev", "test")) -> dict:
+        """{split: P(coreferent) of every candidate pair, 0 for the pairs the first stage pruned}."""
+        return {sp: score_subset(len(pairs[sp]), candidates[sp], lambda idx, sp=sp: cross_scores(
+            self.model, self.batches(sp, pairs[sp].iloc[idx].reset_index(drop=True), batch_size=self.eval_batch_size,
+                                     sort_by_length=True))) for sp in splits}
+
+
+def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, candidates: dict) -> CrossEncoder:
+    """Notebook 04's cross-encoder: MODEL with a 2-label head, every weight trained by lib.train.fit (EPOCHS, LR,
+    BATCH_SIZE and the TRAINING dict; LOSS, FOCAL_GAMMA) on `train_pairs`; the checkpoint kept is the one with the
+    best dev coreferent F1 (at its best threshold) on a stratified sample of MAX_EVAL_PAIRS dev candidates."""
+    from transformers import AutoModelForSequenceClassification
+
+    from lib import models, train
+    tok = models.load_tokenizer(P.MODEL)
+    model = models.load_model(P.MODEL, AutoModelForSequenceClassification, num_labels=2).to(train.device())
+
+    def batches(sp, pp, **kw):
+        return PairBatches(tok, mentions[sp], pp, P.FORMAT, P.MAX_LENGTH, context_words=P.CONTEXT_WORDS, **kw)
+    eval_pairs = stratified_sample(pairs["dev"][candidates["dev"]].reset_index(drop=True), P.MAX_EVAL_PAIRS, P.SEED)
+    eval_batches = batches("dev", eval_pairs, batch_size=P.EVAL_BATCH_SIZE, sort_by_length=True)
+
+    def evaluate(m):
+        s = cross_scores(m, eval_batches)
+        return {"coref_f1_at_0.5": coref_f1(eval_pairs.label, s, 0.5),
+                "coref_f1": best_threshold(eval_pairs.label, s)[1]}  # at its best threshold: robust to imbalance
+
+    cfg = train.TrainConfig(epochs=P.EPOCHS, lr=P.LR, **P.TRAINING, monitor="coref_f1")
+    history = train.fit(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
+                        pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, cfg)
+    return CrossEncoder(model, history, batches, len(train_pairs), int(train_pairs.label.sum()), P.BATCH_SIZE,
+                        P.EVAL_BATCH_SIZE, models.count_parameters(model))
+
+
+def headline_and_notes(first_stage_table: pd.DataFrame, conll: dict, pair_table: pd.DataFrame, ce: CrossEncoder,
+                       learned: bool, n_test_pairs: int, n_test_mentions: int, dc=None) -> tuple[dict, list[str]]:
+    """Notebook 04's headline metrics (metrics.json, the regression pins) and its notes, from the first stage's
+    table, the test CoNLL scores per system, the test pair table, the cross-encoder (`learned`: its dev threshold
+    is not degenerate) and the decoder cascade `dc` (None when it did not run)."""
+    lemma = conll["same-head-lemma baseline"]
+    test = first_stage_table.loc["test"]
+    headline = {"first_stage_recall": float(test["recall"]), "first_stage_share": float(test["share kept"]),
+                "first_stage_conll_f1": conll["first stage (ranker)"]["CoNLL_F1"], "lemma_conll_f1": lemma["CoNLL_F1"],
+                "lemma_b3_f1": lemma["B3"]["F1"], "cross_coref_f1": float(pair_table.loc["cross-encoder", "F1"]),
+                "cross_conll_f1": conll["cross-encoder"]["CoNLL_F1"],
+                "cross_alone_conll_f1": conll["cross-encoder alone (weight 1)"]["CoNLL_F1"]}
+    if dc is not None:
+        headline |= {"decoder_coref_f1": float(pair_table.loc["decoder cascade", "F1"]),
+                     "decoder_conll_f1": conll["decoder cascade"]["CoNLL_F1"]}
+    h = ce.history
+    notes = verdicts(conll, "same-head-lemma baseline") + [
+        ("" if learned else "the cross-encoder's dev threshold is degenerate: it did not learn; ")
+        + f"cross-encoder: {h.optimizer_steps} steps, {ce.seen:,} presentations of {ce.n_train:,} first-stage "
+          f"training pairs",
+        f"test metrics use all {n_test_pairs:,} test pairs and {n_test_mentions:,} mentions; the models scored the "
+        f"first stage's {int(test['kept']):,} candidates ({test['share kept']:.1%} of pairs, recall ceiling "
+        f"{test['recall']:.3f})",
+        "pairs are built from the ECB+ XML here; the study's own pair file (42,953 test pairs) is not public, so "
+        "counts differ"]
+    if h.evals and h.best.get("step") == h.evals[-1]["step"]:
+        notes.append("the cross-encoder's dev F1 was still rising at its last evaluation: more training pairs would help")
+    if dc is not None:
+        notes.append(f"decoder: {dc.history.optimizer_steps} LoRA steps on {dc.pairs_seen:,} pairs; re-scored the "
+                     f"{int(dc.band['test'].sum()):,} test candidates nearest the cross-encoder threshold"
+                     + ("; its dev threshold on the band is degenerate: the decoder did NOT learn to separate the "
+                        "pairs, so its cascade rows are the cross-encoder's"
+                        if degenerate(dc.threshold, THRESHOLD_GRID) else ""))
+    return headline, notes

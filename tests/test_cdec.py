@@ -1,5 +1,6 @@
 """Cross-document event coreference: ECB+ parsing, pair building, coreference metrics by hand, clustering."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -396,3 +397,119 @@ def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
     again = cdec.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
     assert all(np.array_equal(again[k], e[k]) for k in e)
+
+
+# ---------------------------------------------------------------- notebook 04's report (hand-made inputs)
+
+def _conll(f, b3=None):
+    return {"CoNLL_F1": f, "B3": {"F1": f if b3 is None else b3}}
+
+
+def _history(steps, evals, best_step):
+    from types import SimpleNamespace
+    return SimpleNamespace(optimizer_steps=steps, evals=[{"step": s} for s in evals], best={"step": best_step})
+
+
+def _cross_encoder(history, n_train=100, n_coref=30, batch_size=8):
+    from lib import cdec
+    return cdec.CrossEncoder(model=None, history=history, batches=None, n_train=n_train, n_coref=n_coref,
+                             batch_size=batch_size, eval_batch_size=16, size={"total": 1234})
+
+
+def test_cross_encoder_summary_counts_presentations():
+    from lib import cdec  # noqa: F401
+    ce = _cross_encoder(_history(5, [5], 5))
+    assert ce.seen == 40  # 5 steps x 8 < 100 pairs
+    assert _cross_encoder(_history(20, [20], 10)).seen == 100  # more than an epoch: every pair once
+    assert ce.summary("m") == ("m: 1,234 parameters; 5 steps x 8 = 40 presentations of 100 training pairs "
+                               "(30 coreferent incl. oversampling); best at step 5")
+
+
+def test_cross_encoder_scores_only_candidates():
+    """The model scores the candidate pairs, batched by `batches`; the pruned ones get 0."""
+    from types import SimpleNamespace
+
+    from lib import cdec
+    pairs = {"dev": pd.DataFrame({"a": [0, 1, 2], "b": [1, 2, 0], "label": [1, 0, 1]})}
+    seen = []
+
+    def batches(sp, pp, batch_size, sort_by_length):
+        seen.append((sp, list(pp.a), batch_size, sort_by_length))
+        return SimpleNamespace(pp=pp)
+    ce = cdec.CrossEncoder(None, None, batches, 3, 2, 8, 16)
+    import unittest.mock as mock
+    with mock.patch.object(cdec, "cross_scores", lambda model, b: np.array([0.9, 0.4])[:len(b.pp)]):
+        out = ce.score(pairs, {"dev": np.array([True, False, True])}, splits=("dev",))
+    assert np.allclose(out["dev"], [0.9, 0.0, 0.4]) and seen == [("dev", [0, 2], 16, True)]
+
+
+def _report_inputs(decoder=True):
+    from types import SimpleNamespace
+    first = pd.DataFrame([{"split": "test", "pairs": 1000, "kept": 200, "share kept": 0.2, "coreferent": 50,
+                           "coreferent kept": 40, "recall": 0.8}]).set_index("split")
+    conll = {"first stage (ranker)": _conll(0.70), "cross-encoder": _conll(0.80),
+             "cross-encoder alone (weight 1)": _conll(0.78), "same-head-lemma baseline": _conll(0.75, b3=0.74)}
+    rows = [{"system": "first stage (ranker)", "F1": 0.3}, {"system": "cross-encoder", "F1": 0.6}]
+    dc = None
+    if decoder:
+        conll["decoder cascade"] = _conll(0.75)
+        rows.append({"system": "decoder cascade", "F1": 0.5})
+        dc = SimpleNamespace(history=_history(7, [7], 7), pairs_seen=28, band={"test": np.array([True, True, False])},
+                             threshold=0.02)
+    return first, conll, pd.DataFrame(rows).set_index("system"), dc
+
+
+def test_headline_and_notes_hand_made():
+    from lib import cdec
+    first, conll, table, dc = _report_inputs()
+    ce = _cross_encoder(_history(5, [3, 5], 5))
+    headline, notes = cdec.headline_and_notes(first, conll, table, ce, True, 1000, 60, dc)
+    assert headline == {"first_stage_recall": 0.8, "first_stage_share": 0.2, "first_stage_conll_f1": 0.70,
+                        "lemma_conll_f1": 0.75, "lemma_b3_f1": 0.74, "cross_coref_f1": 0.6, "cross_conll_f1": 0.80,
+                        "cross_alone_conll_f1": 0.78, "decoder_coref_f1": 0.5, "decoder_conll_f1": 0.75}
+    assert notes[:4] == ["first stage (ranker): CoNLL F1 0.700 vs same-head-lemma baseline 0.750 -> does NOT beat it",
+                         "cross-encoder: CoNLL F1 0.800 vs same-head-lemma baseline 0.750 -> beats it",
+                         "cross-encoder alone (weight 1): CoNLL F1 0.780 vs same-head-lemma baseline 0.750 -> beats it",
+                         "decoder cascade: CoNLL F1 0.750 vs same-head-lemma baseline 0.750 -> does NOT beat it"]
+    assert notes[4] == "cross-encoder: 5 steps, 40 presentations of 100 first-stage training pairs"
+    assert notes[5] == ("test metrics use all 1,000 test pairs and 60 mentions; the models scored the first stage's "
+                        "200 candidates (20.0% of pairs, recall ceiling 0.800)")
+    assert "still rising" in notes[7]  # best at the last evaluation
+    assert notes[8].startswith("decoder: 7 LoRA steps on 28 pairs; re-scored the 2 test candidates")
+    assert notes[8].endswith("so its cascade rows are the cross-encoder's")  # threshold 0.02: on the grid's edge
+
+
+def test_headline_and_notes_without_decoder_and_a_model_that_did_not_learn():
+    from lib import cdec
+    first, conll, table, _ = _report_inputs(decoder=False)
+    headline, notes = cdec.headline_and_notes(first, conll, table, _cross_encoder(_history(5, [3, 5], 3)), False,
+                                              1000, 60)
+    assert "decoder_coref_f1" not in headline and not any(n.startswith("decoder:") for n in notes)
+    assert any(n.startswith("the cross-encoder's dev threshold is degenerate: it did not learn; cross-encoder: 5")
+               for n in notes)
+    assert not any("still rising" in n for n in notes)  # best at step 3, last evaluation at 5
+
+
+def test_first_stage_curves_table_by_hand():
+    """4 dev pairs, 2 coreferent: the ranker ranks both first (recall 1 at half the pairs kept); same_lemma ties."""
+    from types import SimpleNamespace
+
+    from lib import cdec
+    y = np.array([1, 0, 1, 0])
+    feats = np.zeros((4, len(cdec.FEATURES)))
+    feats[:, cdec.FEATURES.index("same_lemma")] = [1, 1, 0, 0]
+    fs = SimpleNamespace(scores={"dev": np.array([0.9, 0.1, 0.8, 0.2])}, features={"dev": feats},
+                         table=pd.DataFrame([{"split": "dev", "share kept": 0.5, "recall": 1.0}]).set_index("split"))
+    table, fig = cdec.first_stage_curves(fs, y)
+    assert list(table.columns) == ["ranker (all features)", "same head lemma", "trigger-in-context cosine",
+                                   "trigger cosine"]
+    assert table.loc[0.5, "ranker (all features)"] == 1.0 and table.loc[0.5, "same head lemma"] == 0.5
+    assert fig.axes
+
+
+def test_lemma_chains_group_by_subtopic_and_lemma():
+    from lib import cdec
+    ms = [_mention("d1:1", "d1", "bombing", "s", [0], "c1"), _mention("d2:1", "d2", "bombed", "s", [0], "c1"),
+          _mention("d3:1", "d3", "attack", "s", [0], "c2")]
+    ch = cdec.lemma_chains(ms)
+    assert ch["d1:1"] == ch["d2:1"] != ch["d3:1"]
