@@ -674,3 +674,93 @@ def baseline_table(dev: TaskData, probe: dict | None = None) -> pd.DataFrame:
     for r in rows:
         r["overall"] = minbert.overall_score(r["SST acc"], r["PARA acc"], r["STS r"])
     return pd.DataFrame(rows).set_index("baseline")
+
+
+# ---------------------------------------------------------------- notebook 06's steps and its report
+
+# the studies' reported rows (dev unless marked); study 002's "STS accuracy" read as its Pearson r
+STUDY_ROWS = [
+    {"source": "002 baseline (dev)", "SST acc": 0.50, "PARA acc": 0.75, "STS r": 0.44},
+    {"source": "002 round robin (dev)", "SST acc": 0.53, "PARA acc": 0.76, "STS r": 0.46},
+    {"source": "002 final (dev)", "SST acc": 0.50, "PARA acc": 0.75, "STS r": 0.52},
+    {"source": "003 SimCSE (dev)", "SST acc": 0.517, "PARA acc": 0.800, "STS r": 0.586},
+    {"source": "003 SimCSE + LoRA (dev)", "SST acc": 0.467, "PARA acc": 0.801, "STS r": 0.829},
+    {"source": "003 SimCSE + full model (dev)", "SST acc": 0.482, "PARA acc": 0.808, "STS r": 0.814},
+    {"source": "003 SimCSE + LoRA (test)", "SST acc": 0.511, "PARA acc": 0.805, "STS r": 0.806},
+]
+
+
+def study_rows() -> list[dict]:
+    """STUDY_ROWS with each row's overall recomputed by the leaderboard formula (lib.minbert.overall_score)."""
+    return [{**r, "overall": minbert.overall_score(r["SST acc"], r["PARA acc"], r["STS r"])} for r in STUDY_ROWS]
+
+
+@dataclass
+class VariantRuns:
+    """Every trained variant of notebook 06: results in P.VARIANTS order, the best by dev overall (and its model,
+    kept for the test predictions), the shared warm start and its no-fine-tuning evaluation (None without it)."""
+    results: list
+    best: Result
+    best_model: object
+    warm: dict | None = None
+    probe: dict | None = None
+
+
+def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=print) -> VariantRuns:
+    """Notebook 06's training: with WARM_START one linear-probe warm start (fit_warm_start on a round_robin model)
+    shared by every variant and evaluated as the no-fine-tuning baseline; then each of P.VARIANTS through
+    run_variant (lib.train.fit: LR, or LORA["lr"] for LoRA variants, HEAD_LR for the heads, the STOPPING dict; the
+    FROZEN stage where the variant has one). Only the best variant's model is kept."""
+    settings = Settings(batch_size=P.BATCH_SIZE, eval_batch_size=P.EVAL["batch_size"], sts_loss=P.HEADS["sts_loss"],
+                        simcse_temperature=P.SIMCSE["temperature"], simcse_weight=P.SIMCSE["weight"],
+                        simcse_batch=P.SIMCSE["batch"], seed=P.SEED)
+    model_kw = dict(dropout=P.DROPOUT, proj_dim=P.HEADS["proj_dim"], pooling=P.POOLING, max_length=P.MAX_LENGTH,
+                    lora_r=P.LORA["r"], lora_alpha=P.LORA["alpha"], pair_init=P.PAIR_INIT)
+    warm = probe = None
+    if P.WARM_START:  # one linear-probe warm start, shared by every variant; also the no-fine-tuning baseline
+        t0 = time.time()
+        probe_model = build_model(P.MODEL, variant("round_robin"), **model_kw)
+        warm = fit_warm_start(probe_model, train_data, seed=P.SEED)
+        apply_warm_start(probe_model, warm)
+        probe = evaluate(probe_model, dev, P.EVAL["batch_size"], P.HEADS["sts_loss"])
+        log(f"warm start in {time.time() - t0:.0f}s; PARA threshold on the cosine {warm['para_threshold']:.3f}")
+        del probe_model
+    results, best, best_model, best_score = [], None, None, -1.0
+    for name in P.VARIANTS:
+        v = variant(name)
+        cfg = train.TrainConfig(epochs=P.EPOCHS, lr=P.LORA["lr"] if v.lora else P.LR, weight_decay=P.WEIGHT_DECAY,
+                                lr_groups=head_lr_groups(P.HEAD_LR), scheduler=P.SCHEDULER,
+                                warmup_ratio=P.WARMUP_RATIO, patience=P.STOPPING["patience"],
+                                max_steps=P.STOPPING["max_steps"], eval_every=P.EVAL_EVERY, monitor="overall",
+                                mode="max")
+        log(f"--- {name}: {v.note}")
+        res, model = run_variant(name, P.MODEL, train_data, extra, dev, cfg, settings, P.FROZEN["epochs"],
+                                 P.FROZEN["lr"], model_kw, log=log, warm=warm)
+        results.append(res)
+        if res.metrics["overall"] > best_score:
+            best, best_model, best_score = res, model, res.metrics["overall"]
+        else:
+            del model
+    return VariantRuns(results, best, best_model, warm, probe)
+
+
+def headline_metrics_notes(P, runs: VariantRuns, info: dict) -> tuple[dict, dict, list[str]]:
+    """Notebook 06's headline (metrics.json, the regression pins: the best overall and each task's worst score),
+    its metrics (per variant: scores, timings, steps, parameter counts; the data sizes) and its notes."""
+    results = runs.results
+    headline = {"best_overall": runs.best.metrics["overall"],
+                **{f"worst_{k}": min(r.metrics[k] for r in results) for k in ("sst_acc", "para_acc", "sts_r")}}
+    metrics = {"variants": {r.name: {**r.metrics, "train_seconds": r.train_seconds, "eval_seconds": r.eval_seconds,
+                                     "steps": r.steps, "examples": r.examples, **r.params} for r in results},
+               "best_variant": runs.best.name, "baseline_pretrained_probe": runs.probe,
+               "data": {k: v for k, v in info.items() if k != "dropped"},
+               "dropped_rows": {k: len(v) for k, v in info["dropped"].items()}}
+    notes = ["PARA is trained and evaluated on disjoint parts of quora-dev.csv (quora-train.csv is not available offline).",
+             "all-MiniLM-L6-v2 saw Quora duplicate pairs in pre-training: its PARA (and STS) scores are flattered."]
+    if P.WARM_START:
+        notes.append("every variant starts from one shared warm start: linear probes of the SST and PARA heads on "
+                     "the pretrained embeddings")
+    if any(P.MAX_TRAIN_SAMPLES) or P.MAX_EVAL_SAMPLES:
+        notes.append(f"subsampled: training caps SST/PARA/STS {P.MAX_TRAIN_SAMPLES}, evaluation cap "
+                     f"{P.MAX_EVAL_SAMPLES} per task")
+    return headline, metrics, notes

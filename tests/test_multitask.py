@@ -288,3 +288,37 @@ def test_baseline_table_chance_and_majority():
     assert t.loc["majority class", "SST acc"] == 0.75 and t.loc["majority class", "PARA acc"] == 0.6
     assert t.loc["chance", "overall"] == pytest.approx((0.2 + 0.5 + 0.5) / 3)
     assert t.iloc[2]["overall"] == pytest.approx((0.5 + 0.8 + 0.8) / 3)
+
+
+# ---------------------------------------------------------------- notebook 06's report (hand-made inputs)
+
+def test_study_rows_overall_by_the_leaderboard_formula():
+    rows = mt.study_rows()
+    assert len(rows) == len(mt.STUDY_ROWS) and rows[0]["source"] == "002 baseline (dev)"
+    assert math.isclose(rows[0]["overall"], (0.50 + 0.75 + (0.44 + 1) / 2) / 3)  # 0.65667
+    assert math.isclose(rows[5]["overall"], 0.732, abs_tol=5e-4)  # study 003 reports 0.732 for SimCSE + full model
+    assert "overall" not in mt.STUDY_ROWS[0]  # the constant is left as the studies report it
+
+
+def _result(name, sst, para, sts):
+    m = {"sst_acc": sst, "para_acc": para, "sts_r": sts, "overall": minbert.overall_score(sst, para, sts)}
+    return mt.Result(name, mt.variant(name), m, None, None, [], 10.0, 2.0, 4, 64, {"trainable": 7})
+
+
+def test_headline_metrics_notes_hand_made():
+    from lib.params import Params
+    a, b = _result("baseline", 0.4, 0.8, 0.6), _result("cosine", 0.3, 0.9, 0.7)
+    runs = mt.VariantRuns([a, b], best=b, best_model=None, probe={"sst_acc": 0.2})
+    info = {"dropped": {"quora/dev": [(3, "no label"), (9, "no label")]}, "quora_pairs": 100}
+    P = Params(WARM_START=True, MAX_TRAIN_SAMPLES=[0, 0, 0], MAX_EVAL_SAMPLES=0)
+    headline, metrics, notes = mt.headline_metrics_notes(P, runs, info)
+    assert headline == {"best_overall": b.metrics["overall"], "worst_sst_acc": 0.3, "worst_para_acc": 0.8,
+                        "worst_sts_r": 0.6}
+    assert metrics["variants"]["baseline"] == {**a.metrics, "train_seconds": 10.0, "eval_seconds": 2.0, "steps": 4,
+                                               "examples": 64, "trainable": 7}
+    assert metrics["best_variant"] == "cosine" and metrics["baseline_pretrained_probe"] == {"sst_acc": 0.2}
+    assert metrics["data"] == {"quora_pairs": 100} and metrics["dropped_rows"] == {"quora/dev": 2}
+    assert len(notes) == 3 and "shared warm start" in notes[2]
+    P = Params(WARM_START=False, MAX_TRAIN_SAMPLES=[48, 0, 0], MAX_EVAL_SAMPLES=32)
+    notes = mt.headline_metrics_notes(P, runs, info)[2]
+    assert notes[2] == "subsampled: training caps SST/PARA/STS [48, 0, 0], evaluation cap 32 per task"
