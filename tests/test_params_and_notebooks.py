@@ -208,3 +208,31 @@ def test_tiny_caps_a_dict_parameter_key_by_key():
     assert tiny._cap({"max_steps": 0, "lr": 0.1, "rescore_dev": 100}, {"max_steps": 2, "rescore_dev": 16}) == \
         {"max_steps": 2, "lr": 0.1, "rescore_dev": 16}
 
+
+# ---------------------------------------------------------------- notebooks read as reports
+
+MAX_NOTEBOOK_LOGIC, MAX_CELL_LOGIC = 120, 30
+
+
+def logic_lines(nb_path) -> list[int]:
+    """Per code cell (set-up and parameters cells included): lines that are neither blank nor pure comments."""
+    cells = [c for c in json.loads(nb_path.read_text())["cells"] if c["cell_type"] == "code"]
+    return [sum(1 for line in "".join(c["source"]).splitlines() if line.strip() and not line.strip().startswith("#"))
+            for c in cells]
+
+
+@pytest.mark.parametrize("nb", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_code_stays_a_few_calls_into_lib(nb):
+    """Issue 13: a notebook reads as a report; its logic lives in lib/ (with unit tests)."""
+    cells = logic_lines(nb)
+    assert sum(cells) <= MAX_NOTEBOOK_LOGIC, f"{nb.name}: {sum(cells)} logic lines > {MAX_NOTEBOOK_LOGIC}: {cells}"
+    assert max(cells) <= MAX_CELL_LOGIC, f"{nb.name}: a cell of {max(cells)} logic lines > {MAX_CELL_LOGIC}: {cells}"
+
+
+def test_logic_line_counter_counts_what_it_should(tmp_path):
+    p = tmp_path / "x.ipynb"
+    p.write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "source": ["a\n", "b"]},
+        {"cell_type": "code", "source": ["# comment\n", "\n", "x = 1  # trailing\n", "    # indented\n", "y = 2"]},
+        {"cell_type": "code", "source": "z = 3\n"}]}))
+    assert logic_lines(p) == [2, 1]
