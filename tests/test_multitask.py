@@ -310,7 +310,7 @@ def test_headline_metrics_notes_hand_made():
     a, b = _result("baseline", 0.4, 0.8, 0.6), _result("cosine", 0.3, 0.9, 0.7)
     runs = mt.VariantRuns([a, b], best=b, best_model=None, probe={"sst_acc": 0.2})
     info = {"dropped": {"quora/dev": [(3, "no label"), (9, "no label")]}, "quora_pairs": 100}
-    P = Params(WARM_START=True, MAX_TRAIN_SAMPLES=[0, 0, 0], MAX_EVAL_SAMPLES=0)
+    P = Params(WARM_START="all", MAX_TRAIN_SAMPLES=[0, 0, 0], MAX_EVAL_SAMPLES=0)
     headline, metrics, notes = mt.headline_metrics_notes(P, runs, info)
     assert headline == {"best_overall": b.metrics["overall"], "worst_sst_acc": 0.3, "worst_para_acc": 0.8,
                         "worst_sts_r": 0.6}
@@ -318,7 +318,19 @@ def test_headline_metrics_notes_hand_made():
                                                "examples": 64, "trainable": 7}
     assert metrics["best_variant"] == "cosine" and metrics["baseline_pretrained_probe"] == {"sst_acc": 0.2}
     assert metrics["data"] == {"quora_pairs": 100} and metrics["dropped_rows"] == {"quora/dev": 2}
-    assert len(notes) == 3 and "shared warm start" in notes[2]
-    P = Params(WARM_START=False, MAX_TRAIN_SAMPLES=[48, 0, 0], MAX_EVAL_SAMPLES=32)
+    assert len(notes) == 3 and "shared warm start" in notes[2] and "every SST training sentence" in notes[2]
+    P = Params(WARM_START="", MAX_TRAIN_SAMPLES=[48, 0, 0], MAX_EVAL_SAMPLES=32)
     notes = mt.headline_metrics_notes(P, runs, info)[2]
     assert notes[2] == "subsampled: training caps SST/PARA/STS [48, 0, 0], evaluation cap 32 per task"
+
+
+def test_evaluation_examples_do_not_depend_on_the_training_caps(data_dir):
+    """prepare() draws the evaluation caps from their own rng: two runs with other training caps score the same
+    dev examples (so presets compare on one dev sample); read_sst_train is every SST training sentence."""
+    a = mt.prepare(data_dir, ["baseline"], 4000, [0, 0, 0], 50, "drop", 7)
+    b = mt.prepare(data_dir, ["baseline"], 4000, [30, 40, 20], 50, "drop", 7)
+    for t in mt.TASKS:
+        assert a[2].frames[t].equals(b[2].frames[t]) and len(a[2].frames[t]) == 50
+    assert len(b[0].frames["sst"]) == 30
+    full = mt.read_sst_train(data_dir, "drop")
+    assert len(full) == len(a[0].frames["sst"]) == 8544 and set(full["y"]) == {0, 1, 2, 3, 4}
