@@ -49,6 +49,7 @@ def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
     import transformers
 
     from lib import params
+    transformers.set_seed  # noqa: B018 -- resolve the lazy import (it loads bitsandbytes) before CUDA is faked below
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(lambda cls, name, **kw: CFG))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (1000, 10 ** 9))   # 1,000 bytes free
