@@ -467,7 +467,8 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
     if method != "pretrained":
         lr = {"full": P.LR_FULL, "lora": P.LORA["lr"], "prompt": P.PROMPT["lr"]}[method]
         cfg = train.TrainConfig(epochs=P.EPOCHS, lr=lr, warmup_ratio=P.WARMUP_RATIO, patience=P.PATIENCE,
-                                max_steps=P.MAX_STEPS, eval_every=P.EVAL_EVERY, grad_accum=P.GRAD_ACCUM,
+                                max_steps=(method == "prompt" and P.PROMPT["max_steps"]) or P.MAX_STEPS,
+                                eval_every=P.EVAL_EVERY, grad_accum=P.GRAD_ACCUM,
                                 monitor="loss", mode="min", bf16=P.BF16)
         hist = train.fit(model, loader(tok, feats["train"], P.BATCH_SIZE, True, P.SEED), span_loss, evaluate, cfg,
                          log=log)
