@@ -757,6 +757,24 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
     return VariantRuns(results, best, best_model, warm, probe)
 
 
+def variant_verdicts(runs: VariantRuns) -> list[str]:
+    """One plain line per variant: does its dev overall beat what it started from (the pretrained warm start when
+    there is one, else chance), and did a task fall below the warm start's score (forgetting)?"""
+    if runs.probe:
+        ref_name, ref = "the pretrained warm start (no fine-tuning)", runs.probe
+    else:
+        ref_name = "chance"
+        ref = {"sst_acc": 0.2, "para_acc": 0.5, "sts_r": 0.0, "overall": minbert.overall_score(0.2, 0.5, 0.0)}
+    lines = []
+    for r in runs.results:
+        m = r.metrics
+        line = (f"{r.name}: overall {m['overall']:.3f} " + ("beats" if m["overall"] > ref["overall"] else "does NOT beat")
+                + f" {ref_name} ({ref['overall']:.3f})")
+        worse = [f"{k} {m[k]:.3f} < {ref[k]:.3f}" for k in ("sst_acc", "para_acc", "sts_r") if m[k] < ref[k]]
+        lines.append(line + (f"; below it on {', '.join(worse)}" if worse else ""))
+    return lines
+
+
 def headline_metrics_notes(P, runs: VariantRuns, info: dict) -> tuple[dict, dict, list[str]]:
     """Notebook 06's headline (metrics.json, the regression pins: the best overall and each task's worst score),
     its metrics (per variant: scores, timings, steps, parameter counts; the data sizes) and its notes."""

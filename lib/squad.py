@@ -487,6 +487,26 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
     return out
 
 
+def method_verdicts(runs: list[dict], baseline: str = "pretrained") -> list[str]:
+    """One plain line per trained method: its F1 against the untrained `baseline` row on the same questions, with
+    the paired standard error of the per-question F1 difference; a gain under two standard errors is not called
+    a win."""
+    base = next((r for r in runs if r["method"] == baseline), None)
+    if base is None:
+        return []
+    lines = []
+    for r in runs:
+        if r is base:
+            continue
+        d = np.array([100 * (r["per_question"][q]["f1"] - base["per_question"][q]["f1"]) for q in base["per_question"]])
+        se = float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("inf")
+        gain = float(d.mean()) if len(d) else 0.0
+        verdict = "beats" if gain > 2 * se else "does NOT clearly beat"
+        lines.append(f"{r['method']}: F1 {r['f1']:.1f} {verdict} {baseline} ({base['f1']:.1f}): "
+                     f"{gain:+.1f} F1, paired standard error {se:.1f} over {len(d)} questions")
+    return lines
+
+
 def results_table(runs: list[dict]):
     import pandas as pd
     cols = ["method", "exact_match", "f1", "similarity", "trainable_params", "train_seconds", "peak_memory_mb",

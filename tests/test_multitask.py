@@ -334,3 +334,15 @@ def test_evaluation_examples_do_not_depend_on_the_training_caps(data_dir):
     assert len(b[0].frames["sst"]) == 30
     full = mt.read_sst_train(data_dir, "drop")
     assert len(full) == len(a[0].frames["sst"]) == 8544 and set(full["y"]) == {0, 1, 2, 3, 4}
+
+
+def test_variant_verdicts_say_plainly_when_a_variant_does_not_beat_its_start():
+    a, b = _result("baseline", 0.4, 0.8, 0.6), _result("cosine", 0.5, 0.9, 0.7)
+    probe = {"sst_acc": 0.45, "para_acc": 0.8, "sts_r": 0.65}
+    probe["overall"] = minbert.overall_score(0.45, 0.8, 0.65)
+    v = mt.variant_verdicts(mt.VariantRuns([a, b], best=b, best_model=None, probe=probe))
+    assert v[0].startswith("baseline: overall 0.667 does NOT beat the pretrained warm start")
+    assert v[0].endswith("below it on sst_acc 0.400 < 0.450, sts_r 0.600 < 0.650")
+    assert v[1] == f"cosine: overall 0.750 beats the pretrained warm start (no fine-tuning) ({probe['overall']:.3f})"
+    chance = mt.variant_verdicts(mt.VariantRuns([a], best=a, best_model=None, probe=None))
+    assert chance == ["baseline: overall 0.667 beats chance (0.400)"]

@@ -230,3 +230,18 @@ def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worke
     m.calls = 0
     squad.predict_logits(m, Tok(), feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
     assert m.calls == 1
+
+
+def test_method_verdicts_need_a_gain_over_two_paired_standard_errors():
+    base = {"method": "pretrained", "f1": 25.0, "per_question": {"a": {"f1": 0.0}, "b": {"f1": 0.5}, "c": {"f1": 0.0},
+                                                                 "d": {"f1": 0.5}}}
+    full = {"method": "full", "f1": 87.5, "per_question": {"a": {"f1": 1.0}, "b": {"f1": 1.0}, "c": {"f1": 1.0},
+                                                           "d": {"f1": 0.5}}}
+    prompt = {"method": "prompt", "f1": 37.5, "per_question": {"a": {"f1": 0.5}, "b": {"f1": 0.5}, "c": {"f1": 0.0},
+                                                               "d": {"f1": 0.5}}}
+    v = squad.method_verdicts([base, full, prompt])
+    # full: differences 100, 50, 100, 0 -> mean 62.5, sd 47.87, se 23.94: 62.5 > 47.9
+    assert v[0] == "full: F1 87.5 beats pretrained (25.0): +62.5 F1, paired standard error 23.9 over 4 questions"
+    # prompt: differences 50, 0, 0, 0 -> mean 12.5, sd 25, se 12.5: 12.5 < 25
+    assert v[1] == "prompt: F1 37.5 does NOT clearly beat pretrained (25.0): +12.5 F1, paired standard error 12.5 over 4 questions"
+    assert squad.method_verdicts([full]) == []
