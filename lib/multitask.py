@@ -656,9 +656,13 @@ def loss_curves(results: list):
     return fig
 
 
-def dev_curves(results: list, key: str = "overall"):
+def dev_curves(results: list, key: str = "overall", probe: dict | None = None):
+    """Dev `key` at each evaluation of every variant; with `probe` (the warm start's scores) a dashed line at the
+    score every variant starts from, so a variant below it has lost ground."""
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7, 3.2))
+    if probe:
+        ax.axhline(probe[key], color="grey", ls="--", lw=1, label="warm start (no fine-tuning)")
     for r in results:
         ev = r.history.evals + (r.frozen_history.evals if r.frozen_history else [])
         steps = [e["step"] for e in r.history.evals]

@@ -346,3 +346,13 @@ def test_variant_verdicts_say_plainly_when_a_variant_does_not_beat_its_start():
     assert v[1] == f"cosine: overall 0.750 beats the pretrained warm start (no fine-tuning) ({probe['overall']:.3f})"
     chance = mt.variant_verdicts(mt.VariantRuns([a], best=a, best_model=None, probe=None))
     assert chance == ["baseline: overall 0.667 beats chance (0.400)"]
+
+
+def test_dev_curves_draw_the_warm_start_line():
+    from types import SimpleNamespace
+    r = _result("cosine", 0.5, 0.9, 0.7)
+    r.history = SimpleNamespace(evals=[{"step": 24, "overall": 0.71}])
+    fig = mt.dev_curves([r], probe={"overall": 0.699})
+    ax = fig.axes[0]
+    assert [tuple(line.get_ydata()) for line in ax.lines] == [(0.699, 0.699), (0.71,)]
+    assert ax.get_legend_handles_labels()[1] == ["warm start (no fine-tuning)", "cosine"]
