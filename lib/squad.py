@@ -15,6 +15,7 @@ a/an/the, collapse whitespace; maximum over the gold answers); `evaluate` cannot
 from __future__ import annotations
 
 import collections
+import copy
 import json
 import random
 import re
@@ -28,6 +29,7 @@ from lib import paths
 from lib.errors import LabError, read_text
 
 DEV_FILE = "squad_v1.1/dev-v1.1.json"
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the keys of a feature the model takes
 
 
 # ---------------------------------------------------------------- data: load, validate, split
@@ -158,7 +160,7 @@ def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 1
             while seq[te] == ctx_id and offsets[te][1] >= e_char:
                 te -= 1
             end = te + 1
-        f = {k: enc[k][i] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc}
+        f = {k: enc[k][i] for k in MODEL_INPUTS if k in enc}
         f.update(start_positions=start, end_positions=end, example_id=ex["id"],
                  offset_mapping=[o if seq[k] == ctx_id else None for k, o in enumerate(offsets)])
         feats.append(f)
@@ -166,11 +168,19 @@ def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 1
 
 
 def collate(tok, feats) -> dict:
-    """Pad a list of features to the longest one -> tensors (model inputs + start/end positions)."""
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in feats[0]]
-    n = max(len(f["input_ids"]) for f in feats)
-    pad = {"input_ids": tok.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
-    b = {k: torch.tensor([f[k] + [pad[k]] * (n - len(f[k])) for f in feats]) for k in keys}
+    """Pad a list of features to the longest one -> tensors (model inputs + start/end positions).
+
+    The padding is transformers' DataCollatorWithPadding (the tokenizer's pad id; attention mask and token type ids
+    padded with 0), applied to the model inputs only: a feature's other keys (offset mapping, example id) are not
+    tensors. Padding goes on the right whatever the tokenizer's padding side, because the start/end positions and
+    predict_logits' slices index the unpadded tokens."""
+    from transformers import DataCollatorWithPadding
+    if tok.padding_side != "right":
+        tok = copy.copy(tok)
+        tok.padding_side = "right"
+    keys = [k for k in MODEL_INPUTS if k in feats[0]]
+    pad = DataCollatorWithPadding(tok, padding="longest", return_tensors="pt")
+    b = dict(pad([{k: f[k] for k in keys} for f in feats]))
     b["start_positions"] = torch.tensor([f["start_positions"] for f in feats])
     b["end_positions"] = torch.tensor([f["end_positions"] for f in feats])
     return b
@@ -187,7 +197,7 @@ def qa_logits(model, batch) -> tuple[torch.Tensor, torch.Tensor]:
     """(start, end) logits over the batch's own tokens. Prompt tuning prepends virtual tokens and peft passes the
     logits through unchanged, so any extra leading positions are dropped here: every method is scored alike."""
     dev = next(model.parameters()).device
-    inputs = {k: v.to(dev) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    inputs = {k: v.to(dev) for k, v in batch.items() if k in MODEL_INPUTS}
     out = model(**inputs)
     n = inputs["input_ids"].shape[1]
     return out.start_logits[:, -n:].float(), out.end_logits[:, -n:].float()

@@ -64,6 +64,28 @@ def test_collate_pads_to_the_longest_feature(tok):
     assert b["input_ids"].shape == (2, n) and b["attention_mask"][0].sum() == len(feats[0]["input_ids"])
 
 
+
+def test_collate_pads_hand_made_features_with_the_tokenizers_pad_id_on_the_right(tok):
+    import copy
+    feats = [{"input_ids": [101, 7, 8, 102, 9, 102], "attention_mask": [1] * 6, "token_type_ids": [0, 0, 0, 0, 1, 1],
+              "start_positions": 4, "end_positions": 4, "example_id": "a", "offset_mapping": [None] * 4 + [(0, 3), None]},
+             {"input_ids": [101, 5, 102, 6], "attention_mask": [1] * 4, "token_type_ids": [0, 0, 0, 1],
+              "start_positions": 3, "end_positions": 3, "example_id": "b", "offset_mapping": [None] * 3 + [(0, 2)]},
+             {"input_ids": [101, 102], "attention_mask": [1, 1], "token_type_ids": [0, 0],
+              "start_positions": 0, "end_positions": 0, "example_id": "c", "offset_mapping": [None, None]}]
+    t = copy.deepcopy(tok)  # a shallow copy would share (and change) the fixture's special tokens
+    t.pad_token = "[UNK]"  # pad id 100: not 0, so the pad id really comes from the tokenizer
+    t.padding_side = "left"  # the positions index unpadded tokens: collate pads on the right all the same
+    b = squad.collate(t, feats)
+    assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"}
+    assert b["input_ids"].tolist() == [[101, 7, 8, 102, 9, 102], [101, 5, 102, 6, 100, 100],
+                                       [101, 102, 100, 100, 100, 100]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0], [1, 1, 0, 0, 0, 0]]
+    assert b["token_type_ids"].tolist() == [[0, 0, 0, 0, 1, 1], [0, 0, 0, 1, 0, 0], [0, 0, 0, 0, 0, 0]]
+    assert b["start_positions"].tolist() == [4, 3, 0] and b["end_positions"].tolist() == [4, 3, 0]
+    assert all(v.dtype == torch.long for v in b.values())
+    assert t.padding_side == "left" and feats[1]["input_ids"] == [101, 5, 102, 6]  # inputs left as they were
+
 # ---------------------------------------------------------------- post-processing
 def test_postprocess_picks_the_best_valid_span():
     ctx = "alpha beta gamma delta"
@@ -209,16 +231,13 @@ class _CountingQA(torch.nn.Module):
         return types.SimpleNamespace(start_logits=x, end_logits=-x)
 
 
-def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worked():
+def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worked(tok):
     import math
-
-    class Tok:
-        pad_token_id = 0
-
+    assert tok.pad_token_id == 0  # collate pads with transformers' collator: a real tokenizer (MiniLM pads with 0)
     feats = [{"input_ids": [1, 2], "attention_mask": [1, 1], "start_positions": 1, "end_positions": 0},
              {"input_ids": [3, 1, 2], "attention_mask": [1, 1, 1], "start_positions": 0, "end_positions": 1}]
     m = _CountingQA()
-    s, e, loss = squad.predict_logits(m, Tok(), feats, batch_size=1)
+    s, e, loss = squad.predict_logits(m, tok, feats, batch_size=1)
     assert m.calls == 2  # two batches of one feature: one forward pass each (was two: logits, then the loss)
     assert [list(x) for x in s] == [[1.0, 2.0], [3.0, 1.0, 2.0]] and list(e[0]) == [-1.0, -2.0]
     # feature 0: start CE at 1 over logits (1, 2) = log(e+e^2) - 2; end CE at 0 over (-1, -2) = log(e^-1+e^-2) + 1
@@ -228,7 +247,7 @@ def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worke
           + math.log(math.exp(-3) + math.exp(-1) + math.exp(-2)) + 1) / 2
     assert loss == pytest.approx((l0 + l1) / 2, rel=1e-5)
     m.calls = 0
-    squad.predict_logits(m, Tok(), feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
+    squad.predict_logits(m, tok, feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
     assert m.calls == 1
 
 
