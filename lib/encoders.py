@@ -40,21 +40,26 @@ class Encoded(torch.utils.data.Dataset):
 
 
 class LengthGroupedBatches(torch.utils.data.Sampler):
-    """Batches of similar length: shuffle, cut into mega-batches of `mega` batches, sort each by length, split,
-    shuffle the batches. Padding then costs little while the order stays random from epoch to epoch."""
+    """Batches of similar length in a new random order every epoch: padding then costs little.
+
+    From transformers: the grouping, `trainer_pt_utils.get_length_grouped_indices` (a random permutation cut into
+    mega-batches of `mega` batches, each sorted by length, longest first, the longest element of all moved to the
+    front). Ours: its torch generator is seeded from this sampler's own numpy rng, so every epoch (every __iter__)
+    draws a new order and one seed gives one sequence of epochs; its flat order is cut into batches of batch_size
+    (only the last can be smaller) and the batches are shuffled with the same rng, since transformers keeps each
+    mega-batch longest first."""
 
     def __init__(self, lengths, batch_size: int, seed: int = 0, mega: int = 50):
         self.lengths, self.bs, self.mega = np.asarray(lengths), batch_size, mega
         self.rng = np.random.default_rng(seed)
 
     def __iter__(self):
-        idx = self.rng.permutation(len(self.lengths))
-        size = self.bs * self.mega
-        batches = []
-        for s in range(0, len(idx), size):
-            chunk = idx[s:s + size]
-            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
-            batches += [chunk[i:i + self.bs].tolist() for i in range(0, len(chunk), self.bs)]
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+        if not len(self.lengths):
+            return
+        g = torch.Generator().manual_seed(int(self.rng.integers(2 ** 62)))
+        idx = get_length_grouped_indices(self.lengths.tolist(), self.bs, mega_batch_mult=self.mega, generator=g)
+        batches = [idx[i:i + self.bs] for i in range(0, len(idx), self.bs)]
         for j in self.rng.permutation(len(batches)):
             yield batches[j]
 
