@@ -301,16 +301,16 @@ def test_pair_features_by_hand():
     """Three mentions in three documents: m0 'bombing' / m1 'bombed' (same lemma 'bomb', coreferent),
     m2 'blast'. Hand-worked values of the non-embedding features."""
     import pandas as pd
-    from lib import cdec
+    from lib import first_stage
     ms = [_mention("d1:1", "d1", "bombing", "The bombing shook Paris", [1], "A", args=["Paris"]),
           _mention("d2:1", "d2", "bombed", "Rebels bombed Paris", [1], "A", args=["Paris", "Rebels"]),
           _mention("d3:1", "d3", "blast", "A blast shook London", [1], "B", tag="NEG_ACTION_OCCURRENCE")]
     pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
-    counts = cdec.lemma_pair_counts(ms, pairs)
+    counts = first_stage.lemma_pair_counts(ms, pairs)
     assert counts == {("bomb", "bomb"): (1, 1), ("blast", "bomb"): (0, 2)}
     emb = {k: np.eye(3) for k in ("trigger", "context", "sentence")}  # orthogonal: every cosine is 0
-    x = cdec.pair_features(ms, pairs, emb, counts)
-    f = {name: x[:, i] for i, name in enumerate(cdec.FEATURES)}
+    x = first_stage.pair_features(ms, pairs, emb, counts)
+    f = {name: x[:, i] for i, name in enumerate(first_stage.FEATURES)}
     assert f["same_lemma"].tolist() == [1, 0, 0]
     assert f["lemma_pair_rate"] == pytest.approx([(1 + 0.1) / 2, 0.1 / 3, 0.1 / 3])
     # content lemmas: {bomb, shook, pari} vs {rebel, bomb, pari}: 2 shared of 4; vs {blast, shook, london}: 1 of 5
@@ -318,28 +318,28 @@ def test_pair_features_by_hand():
     assert f["argument_overlap"] == pytest.approx([1 / 2, 0, 0])
     assert f["same_tag"].tolist() == [1, 0, 0] and f["context_cos"].tolist() == [0, 0, 0]
     # training pairs: their own topic's counts leave the rate (all three pairs are topic 1 -> no evidence left)
-    by_topic = cdec.lemma_pair_counts_by_topic(ms, pairs)
+    by_topic = first_stage.lemma_pair_counts_by_topic(ms, pairs)
     assert by_topic == {1: counts}
-    own = cdec.pair_features(ms, pairs, emb, counts, by_topic)[:, cdec.FEATURES.index("lemma_pair_rate")]
+    own = first_stage.pair_features(ms, pairs, emb, counts, by_topic)[:, first_stage.FEATURES.index("lemma_pair_rate")]
     assert own == pytest.approx([0.1, 0.1, 0.1])
     # with a second topic's counts in the totals, only those remain: (bomb, bomb) seen 3 times, twice coreferent
     both = {k: (v[0] + 2 * (k == ("bomb", "bomb")), v[1] + 3 * (k == ("bomb", "bomb"))) for k, v in counts.items()}
-    own = cdec.pair_features(ms, pairs, emb, both, by_topic)[:, cdec.FEATURES.index("lemma_pair_rate")]
+    own = first_stage.pair_features(ms, pairs, emb, both, by_topic)[:, first_stage.FEATURES.index("lemma_pair_rate")]
     assert own == pytest.approx([(2 + 0.1) / 4, 0.1, 0.1])
 
 
 def test_threshold_for_recall_and_recall_curve():
-    from lib import cdec
+    from lib import first_stage
     y = np.array([1, 0, 1, 0, 1, 0])
     s = np.array([0.9, 0.8, 0.6, 0.5, 0.2, 0.1])
     # positives scored 0.9, 0.6, 0.2: keeping 2/3 of them needs threshold 0.6; all of them 0.2
-    assert cdec.threshold_for_recall(y, s, 0.6) == 0.6 and cdec.threshold_for_recall(y, s, 1.0) == -np.inf
-    assert cdec.threshold_for_recall(y, s, 0.9) == 0.2
-    c = cdec.recall_curve(y, s, shares=(0.5, 1.0))
+    assert first_stage.threshold_for_recall(y, s, 0.6) == 0.6 and first_stage.threshold_for_recall(y, s, 1.0) == -np.inf
+    assert first_stage.threshold_for_recall(y, s, 0.9) == 0.2
+    c = first_stage.recall_curve(y, s, shares=(0.5, 1.0))
     assert c["recall"].tolist() == pytest.approx([2 / 3, 1.0]) and c["pairs kept"].tolist() == [3, 6]
     mask = np.array([True, True, False, True, True, False])
-    assert cdec.keep_top(mask, s, 2).tolist() == [True, True, False, False, False, False]
-    assert cdec.keep_top(mask, s, 0).tolist() == mask.tolist()
+    assert first_stage.keep_top(mask, s, 2).tolist() == [True, True, False, False, False, False]
+    assert first_stage.keep_top(mask, s, 0).tolist() == mask.tolist()
 
 
 def test_cascade_helpers():
@@ -384,18 +384,18 @@ def test_sample_pairs():
 def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):
     """The embedded MiniLM on three mentions: unit vectors; the same trigger word in two sentences gets one
     'trigger' vector but two 'context' vectors; a second call reads the disk cache without loading the model."""
-    from lib import cdec, models
+    from lib import first_stage, models
     monkeypatch.setenv("LAB_CACHE", str(tmp_path))
     ms = {"x": [_mention("d1:1", "d1", "fired", "The company fired its chief executive .", [2], "A"),
                 _mention("d2:1", "d2", "fired", "Troops fired rockets at the town .", [1], "B"),
                 _mention("d3:1", "d3", "dismissed", "The board dismissed the chief executive .", [2], "A")]}
-    e = cdec.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
+    e = first_stage.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
     for v in e.values():
         assert v.shape[0] == 3 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert np.allclose(e["trigger"][0], e["trigger"][1], atol=1e-6)
     assert e["context"][0] @ e["context"][1] < 0.99
     monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
-    again = cdec.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
+    again = first_stage.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
     assert all(np.array_equal(again[k], e[k]) for k in e)
 
 
@@ -494,13 +494,13 @@ def test_first_stage_curves_table_by_hand():
     """4 dev pairs, 2 coreferent: the ranker ranks both first (recall 1 at half the pairs kept); same_lemma ties."""
     from types import SimpleNamespace
 
-    from lib import cdec
+    from lib import first_stage
     y = np.array([1, 0, 1, 0])
-    feats = np.zeros((4, len(cdec.FEATURES)))
-    feats[:, cdec.FEATURES.index("same_lemma")] = [1, 1, 0, 0]
+    feats = np.zeros((4, len(first_stage.FEATURES)))
+    feats[:, first_stage.FEATURES.index("same_lemma")] = [1, 1, 0, 0]
     fs = SimpleNamespace(scores={"dev": np.array([0.9, 0.1, 0.8, 0.2])}, features={"dev": feats},
                          table=pd.DataFrame([{"split": "dev", "share kept": 0.5, "recall": 1.0}]).set_index("split"))
-    table, fig = cdec.first_stage_curves(fs, y)
+    table, fig = first_stage.first_stage_curves(fs, y)
     assert list(table.columns) == ["ranker (all features)", "same head lemma", "trigger-in-context cosine",
                                    "trigger cosine"]
     assert table.loc[0.5, "ranker (all features)"] == 1.0 and table.loc[0.5, "same head lemma"] == 0.5
