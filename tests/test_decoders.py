@@ -109,3 +109,39 @@ def test_prefix_cached_generation_matches_full_prompts_and_training_ids():
     prompt = decoders.prompt_ids(tok, tweets[0], L, parts)
     assert ex["input_ids"][:len(prompt)] == prompt and set(ex["labels"][:len(prompt)]) == {-100}
     assert tok.decode(ex["input_ids"][len(prompt):], skip_special_tokens=True).strip() == L[0]
+
+
+def test_prefix_cached_sft_loss_equals_full_forward_loss_and_gradients():
+    """Training runs the shared prompt prefix once per batch (its cache repeated across the batch): the loss and the
+    LoRA gradients must equal those of the full forward over every padded example (dropout off so both see the same
+    network); gradient checkpointing falls back to the full forward."""
+    from transformers import AutoModelForCausalLM
+    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
+    base = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type=TaskType.CAUSAL_LM,
+                                            target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    model.train()
+    parts = decoders.prompt_parts(tok, L)
+    rows = [[1] + [0] * 10, [0] * 11, [0, 1, 1] + [0] * 8]
+    tweets = ["so happy today!", "nothing much going on here, just a long and rambling tweet about the weather", "ugh"]
+    batch = decoders.pad_sft_batch(tok, [decoders.sft_example(tok, t, y, L, parts=parts) for t, y in zip(tweets, rows)])
+    assert batch["input_ids"].shape[1] > len(parts[0]) + 10  # examples of different lengths: right padding present
+    grads = []
+    for fn in (decoders.sft_loss(0), decoders.sft_loss(len(parts[0]))):
+        model.zero_grad()
+        loss = fn(model, batch)
+        loss.backward()
+        grads.append((loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (l_full, g_full), (l_cached, g_cached) = grads
+    assert l_full > 0.1 and abs(l_full - l_cached) < 1e-4 * l_full
+    assert g_full.keys() == g_cached.keys() and len(g_full) > 0
+    for n in g_full:  # float32 sums in another order: equal to a relative 1e-3 of each gradient's norm
+        assert (g_full[n] - g_cached[n]).norm() <= 1e-3 * g_full[n].norm() and g_full[n].norm() > 0, n
+    # a batch whose rows do not share the prefix (truncated from the left) takes the full forward: same loss
+    odd = {k: v.clone() for k, v in batch.items()}
+    odd["input_ids"][1, 0] = tok.pad_token_id + 1 if tok.pad_token_id + 1 != odd["input_ids"][0, 0] else 0
+    with torch.no_grad():
+        assert abs(float(decoders.sft_loss(len(parts[0]))(model, odd)) - float(decoders.sft_loss(0)(model, odd))) < 1e-5
+    model.gradient_checkpointing_enable()  # transformers turns the cache off: the full forward, same loss
+    assert abs(decoders.sft_loss(len(parts[0]))(model, batch).item() - l_full) < 1e-4 * l_full
