@@ -39,13 +39,21 @@ class Encoded(torch.utils.data.Dataset):
         return item
 
 
+def length_grouped_order(lengths, batch_size: int, rng: np.random.Generator, mega: int = 50) -> list:
+    """transformers' `trainer_pt_utils.get_length_grouped_indices` (a random permutation cut into mega-batches of
+    `mega` batches, each sorted by length, longest first; the longest element of all moved to the front), its torch
+    generator seeded from `rng`, so one numpy rng gives one sequence of orders. Returns the flat index order."""
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+    g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    return get_length_grouped_indices(list(map(int, lengths)), batch_size, mega_batch_mult=mega, generator=g)
+
+
 class LengthGroupedBatches(torch.utils.data.Sampler):
     """Batches of similar length in a new random order every epoch: padding then costs little.
 
-    From transformers: the grouping, `trainer_pt_utils.get_length_grouped_indices` (a random permutation cut into
-    mega-batches of `mega` batches, each sorted by length, longest first, the longest element of all moved to the
-    front). Ours: its torch generator is seeded from this sampler's own numpy rng, so every epoch (every __iter__)
-    draws a new order and one seed gives one sequence of epochs; its flat order is cut into batches of batch_size
+    From transformers: the grouping (length_grouped_order), its generator seeded from this sampler's own numpy rng,
+    so every epoch (every __iter__) draws a new order and one seed gives one sequence of epochs. Ours: the flat
+    order is cut into batches of batch_size
     (only the last can be smaller) and the batches are shuffled with the same rng, since transformers keeps each
     mega-batch longest first."""
 
@@ -54,11 +62,9 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
         self.rng = np.random.default_rng(seed)
 
     def __iter__(self):
-        from transformers.trainer_pt_utils import get_length_grouped_indices
         if not len(self.lengths):
             return
-        g = torch.Generator().manual_seed(int(self.rng.integers(2 ** 62)))
-        idx = get_length_grouped_indices(self.lengths.tolist(), self.bs, mega_batch_mult=self.mega, generator=g)
+        idx = length_grouped_order(self.lengths, self.bs, self.rng, self.mega)
         batches = [idx[i:i + self.bs] for i in range(0, len(idx), self.bs)]
         for j in self.rng.permutation(len(batches)):
             yield batches[j]

@@ -239,6 +239,11 @@ class TaskData:
     def sizes(self) -> dict:
         return {t: len(df) for t, df in self.frames.items()}
 
+    def lengths(self) -> dict:
+        """Words per example (both sentences of a pair): what a batch's padded length grows with."""
+        return {t: (df["sentence"] if t == "sst" else df["s1"] + " " + df["s2"]).str.split().str.len().to_numpy()
+                for t, df in self.frames.items()}
+
     def batch(self, task: str, idx) -> dict:
         df = self.frames[task].iloc[np.asarray(idx)]
         if task == "sst":
@@ -248,14 +253,32 @@ class TaskData:
 
 class MultitaskBatches:
     """Iterable of optimiser steps for lib.train.fit: each step is {task: np.ndarray of example indices}.
-    Re-shuffled at every pass (epoch)."""
+    Re-shuffled at every pass (epoch).
 
-    def __init__(self, sizes: dict, schedule: str, batch_size: int, seed: int = 0):
+    With `lengths` ({task: words per example}) the sequential and round-robin schedules draw each task's pieces
+    length-grouped (lib.encoders.length_grouped_order: mega-batches sorted by length) and visit the pieces in a
+    shuffled order, each task on its own: a random batch of SST sentences pads to ~2.2x its words, a grouped one to
+    ~1.06x, so an epoch costs about half. Every example is still visited once per epoch; `summed` stays random."""
+
+    def __init__(self, sizes: dict, schedule: str, batch_size: int, seed: int = 0, lengths: dict | None = None):
         if schedule not in SCHEDULES:
             raise LabError(f"schedule {schedule!r}: expected {' | '.join(SCHEDULES)}")
         self.sizes = {t: int(n) for t, n in sizes.items() if n > 0}
         self.schedule, self.bs = schedule, batch_size
         self.rng = np.random.default_rng(seed)
+        self.lengths = None if lengths is None else {t: np.asarray(lengths[t]) for t in self.sizes}
+        if self.lengths is not None and any(len(self.lengths[t]) != n for t, n in self.sizes.items()):
+            raise LabError(f"lengths {({t: len(v) for t, v in self.lengths.items()})} do not match sizes {self.sizes}")
+
+    def _pieces(self, t: str, perm: np.ndarray, k: int) -> list:
+        """Task t's examples cut into k nearly equal pieces: contiguous parts of the random permutation, or, with
+        lengths, of the length-grouped order, the pieces then shuffled."""
+        if self.lengths is None:
+            return np.array_split(perm, k)
+        from lib.encoders import length_grouped_order
+        order = np.asarray(length_grouped_order(self.lengths[t], -(-self.sizes[t] // k), self.rng))
+        parts = np.array_split(order, k)
+        return [parts[j] for j in self.rng.permutation(k)]
 
     def __len__(self):
         n = self.sizes
@@ -268,9 +291,9 @@ class MultitaskBatches:
     def __iter__(self):
         perm = {t: self.rng.permutation(n) for t, n in self.sizes.items()}
         if self.schedule == "sequential":
-            for t in self.sizes:
-                for s in range(0, self.sizes[t], self.bs):
-                    yield {t: perm[t][s:s + self.bs]}
+            for t, n in self.sizes.items():
+                for piece in self._pieces(t, perm[t], math.ceil(n / self.bs)):
+                    yield {t: piece}
         elif self.schedule == "summed":
             pos = dict.fromkeys(self.sizes, 0)
             for _ in range(len(self)):
@@ -287,7 +310,7 @@ class MultitaskBatches:
                 yield step
         else:
             k = len(self)
-            chunks = {t: np.array_split(perm[t], k) for t in self.sizes}
+            chunks = {t: self._pieces(t, perm[t], k) for t in self.sizes}
             for i in range(k):
                 yield {t: chunks[t][i] for t in self.sizes}
 
@@ -304,6 +327,7 @@ class Settings:
     simcse_weight: float = 1.0
     simcse_batch: int = 32
     seed: int = 0
+    length_grouped: bool = True  # each task's batches of similar length (MultitaskBatches): about half the padding
 
 
 class Trainer:
@@ -316,7 +340,8 @@ class Trainer:
         self.examples = 0      # training examples (sentences or pairs) seen
 
     def batches(self, schedule=None):
-        return MultitaskBatches(self.data.sizes(), schedule or self.v.schedule, self.s.batch_size, self.s.seed)
+        return MultitaskBatches(self.data.sizes(), schedule or self.v.schedule, self.s.batch_size, self.s.seed,
+                                self.data.lengths() if self.s.length_grouped else None)
 
     def loss(self, model, step: dict):
         self.step += 1

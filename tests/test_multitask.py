@@ -145,6 +145,36 @@ def test_round_robin_uneven_sizes_and_other_schedules():
         mt.MultitaskBatches({"sst": 1}, "bogus", 2)
 
 
+def test_length_grouped_schedules_visit_every_example_once_in_pieces_of_similar_length():
+    """With lengths, each task's pieces come from length-sorted mega-batches (far less padding than random pieces),
+    still every example once per epoch, a new order each epoch, the same orders for the same seed."""
+    rng = np.random.default_rng(0)
+    sizes = {"sst": 300, "para": 240, "sts": 60}
+    lengths = {t: rng.integers(3, 60, n) for t, n in sizes.items()}
+    data = mt.TaskData({"sst": pd.DataFrame({"sentence": ["a b c", "a"], "y": [0, 1]}),
+                        "para": pd.DataFrame({"s1": ["a b", "a"], "s2": ["c", "d e f"], "y": [0, 1]}),
+                        "sts": pd.DataFrame({"s1": ["a"], "s2": ["b"], "y": [1.0]})})
+    assert {t: v.tolist() for t, v in data.lengths().items()} == {"sst": [3, 1], "para": [3, 4], "sts": [2]}
+
+    def spread(steps, t):  # mean over pieces of (longest - shortest) length
+        return np.mean([np.ptp(lengths[t][s[t]]) for s in steps if t in s])
+
+    for schedule, k in (("round_robin", 7), ("sequential", 10 + 8 + 2)):
+        grouped = mt.MultitaskBatches(sizes, schedule, batch_size=30, seed=3, lengths=lengths)
+        plain = mt.MultitaskBatches(sizes, schedule, batch_size=30, seed=3)
+        e1, e2 = list(grouped), list(grouped)
+        assert len(e1) == len(grouped) == k
+        for t, n in sizes.items():
+            assert sorted(np.concatenate([s[t] for s in e1 if t in s]).tolist()) == list(range(n))
+            pieces = sum(t in st for st in e1)  # sequential's 2 STS pieces each span half of the sorted range
+            assert spread(e1, t) < (0.35 if pieces >= 7 else 0.7) * spread(list(plain), t)  # random: nearly all of it
+        assert any(not np.array_equal(a[t], b[t]) for a, b in zip(e1, e2) for t in a)  # re-shuffled each epoch
+        again = list(mt.MultitaskBatches(sizes, schedule, batch_size=30, seed=3, lengths=lengths))
+        assert all(np.array_equal(a[t], b[t]) for a, b in zip(e1, again) for t in a)
+    with pytest.raises(LabError, match="do not match"):
+        mt.MultitaskBatches({"sst": 3}, "round_robin", 2, lengths={"sst": [1, 2]})
+
+
 def test_round_robin_normalisation_of_the_loss():
     data = mt.TaskData({"sst": pd.DataFrame({"sentence": ["a", "b", "c", "d"], "y": [0, 1, 2, 3]}),
                         "para": pd.DataFrame({"s1": ["a", "b"], "s2": ["c", "d"], "y": [0, 1]}),
