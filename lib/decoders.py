@@ -118,15 +118,17 @@ def sft_example(tok, tweet: str, row_labels, labels, max_length: int = 256, part
 
 
 def pad_sft_batch(tok, examples) -> dict:
-    """Right-pad a list of sft_example dicts (labels padded with -100)."""
-    n = max(len(e["input_ids"]) for e in examples)
-    ids = torch.full((len(examples), n), tok.pad_token_id)
-    lab = torch.full((len(examples), n), -100)
-    att = torch.zeros((len(examples), n), dtype=torch.long)
-    for i, e in enumerate(examples):
-        k = len(e["input_ids"])
-        ids[i, :k], lab[i, :k], att[i, :k] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-    return {"input_ids": ids, "attention_mask": att, "labels": lab}
+    """Right-pad a list of sft_example dicts with transformers' DataCollatorForSeq2Seq: input ids with the pad id,
+    attention mask with 0, labels with -100. Always on the right, whatever the tokenizer's side (generation pads on
+    the left): every example then starts at position 0, so the shared prompt prefix is column 0..n (sft_loss)."""
+    import copy
+
+    from transformers import DataCollatorForSeq2Seq
+    if tok.padding_side != "right":
+        tok = copy.copy(tok)
+        tok.padding_side = "right"
+    pad = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100, return_tensors="pt")
+    return dict(pad([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]))
 
 
 def sft_loss(n_prefix: int = 0):

@@ -145,3 +145,15 @@ def test_prefix_cached_sft_loss_equals_full_forward_loss_and_gradients():
         assert abs(float(decoders.sft_loss(len(parts[0]))(model, odd)) - float(decoders.sft_loss(0)(model, odd))) < 1e-5
     model.gradient_checkpointing_enable()  # transformers turns the cache off: the full forward, same loss
     assert abs(decoders.sft_loss(len(parts[0]))(model, batch).item() - l_full) < 1e-4 * l_full
+
+
+def test_sft_batches_are_right_padded_with_the_pad_id_and_masked_labels():
+    """pad_sft_batch (transformers' DataCollatorForSeq2Seq) on hand-made examples: right padding even though the
+    generative tokenizer pads on the left, pad id in the ids, 0 in the mask, -100 in the labels."""
+    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
+    pad = tok.pad_token_id
+    b = decoders.pad_sft_batch(tok, [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
+    assert b["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
+    assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert b["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
+    assert tok.padding_side == "left"  # the caller's tokenizer is left as it was
