@@ -53,9 +53,8 @@ class LengthGroupedBatches(torch.utils.data.Sampler):
 
     From transformers: the grouping (length_grouped_order), its generator seeded from this sampler's own numpy rng,
     so every epoch (every __iter__) draws a new order and one seed gives one sequence of epochs. Ours: the flat
-    order is cut into batches of batch_size
-    (only the last can be smaller) and the batches are shuffled with the same rng, since transformers keeps each
-    mega-batch longest first."""
+    order is cut into batches of batch_size (only the last can be smaller) and the batches are shuffled with the
+    same rng, since transformers keeps each mega-batch longest first."""
 
     def __init__(self, lengths, batch_size: int, seed: int = 0, mega: int = 50):
         self.lengths, self.bs, self.mega = np.asarray(lengths), batch_size, mega

@@ -258,7 +258,7 @@ class MultitaskBatches:
     With `lengths` ({task: words per example}) the sequential and round-robin schedules draw each task's pieces
     length-grouped (lib.encoders.length_grouped_order: mega-batches sorted by length) and visit the pieces in a
     shuffled order, each task on its own: a random batch of SST sentences pads to ~2.2x its words, a grouped one to
-    ~1.06x, so an epoch costs about half. Every example is still visited once per epoch; `summed` stays random."""
+    ~1.06x (the cpu run's five variants trained in 337 s instead of 465). Every example is still visited once per epoch; `summed` stays random."""
 
     def __init__(self, sizes: dict, schedule: str, batch_size: int, seed: int = 0, lengths: dict | None = None):
         if schedule not in SCHEDULES:
