@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
-import html
 import json
 import logging
 import os
@@ -258,52 +257,57 @@ def _execute(notebook, run, params, profile, data_dir, force, final) -> dict:
     return rec
 
 
-def _fmt(v):
-    return f"{v:.3f}" if isinstance(v, float) else html.escape(str(v))
+_INDEX = """<!doctype html><meta charset='utf-8'><title>NLP fine-tuning lab: results</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}
+table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
+th{background:#f3f3f3}.failed{background:#fde2e2}.study{color:#555;font-size:12px}
+img{height:70px;margin:2px;border:1px solid #ddd}</style>
+<h1>NLP fine-tuning lab: results</h1>
+<p>{{ rows|length }} runs; generated {{ generated }}. Scores are on labelled validation data (test labels are
+withheld; see each run's submission.csv).</p>
+{% if failed %}<h2>Failures</h2><ul>
+{% for r in failed %}<li><b>{{ r.notebook }}/{{ r.run }}</b>: {{ r.error }}</li>
+{% endfor %}</ul>{% endif %}
+<table><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>
+<th>study reports</th><th>notes</th><th>time</th><th>peak RSS</th><th>files</th></tr>
+{% for r in rows %}<tr{% if r.failed %} class='failed'{% endif %}><td>{{ r.notebook }}</td><td>{{ r.run }}</td>
+<td>{{ r.profile }}</td><td>{{ r.status }}{% if r.error %}<br>{{ r.error }}{% endif %}</td>
+<td>{% for k, v in r.headline %}{{ k }}: <b>{{ v }}</b>{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
+<td class='study'>{{ r.study|join("<br>"|safe) }}</td><td class='study'>{{ r.notes|join("<br>"|safe) }}</td>
+<td>{{ r.seconds }}s</td><td>{{ r.peak }}</td>
+<td>{% for name, href in r.links %}<a href='{{ href }}'>{{ name }}</a>{% if not loop.last %} · {% endif %}{% endfor %}<br>
+{% for href, stem in r.figures %}<a href='{{ href }}'><img src='{{ href }}' title='{{ stem }}'></a>{% endfor %}</td></tr>
+{% endfor %}</table>
+"""
+
+
+def _fmt(v) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
 def build_index(out: Path = paths.OUTPUTS) -> Path:
-    """outputs/index.html: every run folder found, with headline metrics beside the study's numbers and links."""
+    """outputs/index.html: every run folder found, with headline metrics beside the study's numbers and links.
+    The page is the jinja2 template _INDEX (autoescaped: run names, errors and notes appear as text)."""
+    import jinja2
     rows = []
     for run_json in sorted(out.glob("*/*/run.json")):
         d = run_json.parent
         rec = json.loads(run_json.read_text())
         m = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
-        rows.append((d, rec, m))
-    failed = [r for _, r, _ in rows if r["status"] != "ok"]
-    parts = ["<!doctype html><meta charset='utf-8'><title>NLP fine-tuning lab: results</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}"
-             "table{border-collapse:collapse;font-size:14px}td,th{border:1px solid #ccc;padding:4px 8px;"
-             "vertical-align:top}th{background:#f3f3f3}.failed{background:#fde2e2}.study{color:#555;font-size:12px}"
-             "img{height:70px;margin:2px;border:1px solid #ddd}</style>",
-             "<h1>NLP fine-tuning lab: results</h1>",
-             f"<p>{len(rows)} runs; generated {time.strftime('%Y-%m-%d %H:%M:%S')}. Scores are on labelled "
-             "validation data (test labels are withheld; see each run's submission.csv).</p>"]
-    if failed:
-        parts.append("<h2>Failures</h2><ul>" + "".join(
-            f"<li><b>{html.escape(r['notebook'])}/{html.escape(r['run'])}</b>: {html.escape(str(r['error']))}</li>"
-            for r in failed) + "</ul>")
-    parts.append("<table><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>"
-                 "<th>study reports</th><th>notes</th><th>time</th><th>peak RSS</th><th>files</th></tr>")
-    for d, rec, m in rows:
         rel = d.relative_to(out)
-        head = "<br>".join(f"{html.escape(k)}: <b>{_fmt(v)}</b>" for k, v in m.get("headline", {}).items())
-        study = "<br>".join(html.escape(", ".join(f"{k} {v}" for k, v in s.items())) for s in m.get("study", []))
-        notes = "<br>".join(html.escape(n) for n in m.get("notes", []))
-        links = [f"<a href='{rel}/report.html'>report</a>"] if (d / "report.html").exists() else []
-        links += [f"<a href='{rel}/{f}'>{f}</a>" for f in ("metrics.json", "submission.csv") if (d / f).exists()]
-        figs = "".join(f"<a href='{rel}/figures/{p.name}'><img src='{rel}/figures/{p.name}' title='{p.stem}'></a>"
-                       for p in sorted((d / "figures").glob("*.png")))
-        peak = f"{m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else ""
-        cls = " class='failed'" if rec["status"] != "ok" else ""
-        err = f"<br>{html.escape(str(rec['error']))}" if rec.get("error") else ""
-        parts.append(f"<tr{cls}><td>{html.escape(rec['notebook'])}</td><td>{html.escape(rec['run'])}</td>"
-                     f"<td>{html.escape(rec['profile'])}</td><td>{rec['status']}{err}</td><td>{head}</td>"
-                     f"<td class='study'>{study}</td><td class='study'>{notes}</td><td>{rec['elapsed_seconds']:.0f}s</td>"
-                     f"<td>{peak}</td><td>{' · '.join(links)}<br>{figs}</td></tr>")
-    parts.append("</table>")
+        links = [("report", f"{rel}/report.html")] if (d / "report.html").exists() else []
+        links += [(f, f"{rel}/{f}") for f in ("metrics.json", "submission.csv") if (d / f).exists()]
+        rows.append({"notebook": rec["notebook"], "run": rec["run"], "profile": rec["profile"],
+                     "status": rec["status"], "failed": rec["status"] != "ok", "error": rec.get("error") or "",
+                     "headline": [(k, _fmt(v)) for k, v in m.get("headline", {}).items()],
+                     "study": [", ".join(f"{k} {v}" for k, v in s.items()) for s in m.get("study", [])],
+                     "notes": m.get("notes", []), "seconds": f"{rec['elapsed_seconds']:.0f}",
+                     "peak": f"{m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else "", "links": links,
+                     "figures": [(f"{rel}/figures/{p.name}", p.stem) for p in sorted((d / "figures").glob("*.png"))]})
+    page = jinja2.Environment(autoescape=True).from_string(_INDEX).render(
+        rows=rows, failed=[r for r in rows if r["failed"]], generated=time.strftime("%Y-%m-%d %H:%M:%S"))
     index = out / "index.html"
-    index.write_text("\n".join(parts), encoding="utf-8")
+    index.write_text(page, encoding="utf-8")
     return index
 
 

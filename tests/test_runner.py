@@ -138,3 +138,26 @@ def test_hand_made_runs_land_in_folders_named_by_their_parameters():
     assert a.startswith("hand-cpu-EPOCHS=5,LR=0.0001-") and len(a.split("-")[-1]) == 8
     assert params.hand_run_name(P, {"PROFILE"}).startswith("hand-cpu-defaults-")
     assert params.hand_run_name(P, {"EPOCHS"}) != a
+
+
+def test_index_page_lists_runs_escapes_text_and_links_resolve(tmp_path):
+    """build_index (jinja2, autoescaped) on a hand-made outputs folder: one good run with metrics, a figure and a
+    report; one failed run whose error holds markup. The failure is listed and escaped, every link resolves."""
+    good, bad = tmp_path / "01_x" / "good", tmp_path / "01_x" / "bad"
+    (good / "figures").mkdir(parents=True)
+    bad.mkdir(parents=True)
+    (good / "figures" / "curve.png").write_bytes(b"png")
+    (good / "report.html").write_text("<html></html>")
+    (good / "metrics.json").write_text(json.dumps({"headline": {"val_macro_f1": 0.51234, "steps": 7},
+                                                   "study": [{"model": "paper", "f1": 0.6}],
+                                                   "notes": ["capped <100> rows"], "peak_rss_mb": 1234.4}))
+    for d, status, err in ((good, "ok", None), (bad, "failed", "SPLIT=<b>nope</b> is not one of kfold | dev")):
+        (d / "run.json").write_text(json.dumps({"notebook": "01_x", "run": d.name, "profile": "smoke", "status": status,
+                                                "error": err, "elapsed_seconds": 12.6}))
+    page = runner.build_index(tmp_path).read_text()
+    assert "<h2>Failures</h2>" in page and "SPLIT=&lt;b&gt;nope&lt;/b&gt;" in page and "<b>nope</b>" not in page
+    assert "val_macro_f1: <b>0.512</b>" in page and "steps: <b>7</b>" in page and "1234 MB" in page
+    assert "model paper, f1 0.6" in page and "capped &lt;100&gt; rows" in page and ">13s<" in page
+    assert page.count("class='failed'") == 1 and "2 runs;" in page
+    assert "href='01_x/good/report.html'" in page and "src='01_x/good/figures/curve.png'" in page
+    assert runner.broken_links(tmp_path) == []
