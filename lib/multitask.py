@@ -330,7 +330,7 @@ class Settings:
     length_grouped: bool = True  # each task's batches of similar length (MultitaskBatches): about half the padding
 
 
-class Trainer:
+class MultitaskLoss:
     """Builds the per-step loss for lib.train.fit and logs each task's training loss per step."""
 
     def __init__(self, model, data: TaskData, v: Variant, s: Settings):
@@ -616,7 +616,7 @@ def run_variant(name: str, model_name: str, train_data: TaskData, extra: dict, d
     model = build_model(model_name, v, **(model_kw or {})).to(train.device())
     if warm:
         log(f"{name}: heads warm-started from the shared linear probes: {', '.join(apply_warm_start(model, warm)) or 'none'}")
-    tr = Trainer(model, with_extra(train_data, extra, v), v, s)
+    tr = MultitaskLoss(model, with_extra(train_data, extra, v), v, s)
     params = models.count_parameters(model)
     eval_time = [0.0]
     seen = []  # (metrics, predictions) of every evaluation

@@ -182,9 +182,9 @@ def test_round_robin_normalisation_of_the_loss():
     m = _model()
     step = {"sst": np.arange(4), "para": np.arange(2), "sts": np.arange(2)}
     per = {t: mt.task_losses(m, t, data.batch(t, step[t]))[0] for t in step}
-    norm = mt.Trainer(m, data, mt.Variant(schedule="round_robin_norm"), mt.Settings()).loss(m, step)
+    norm = mt.MultitaskLoss(m, data, mt.Variant(schedule="round_robin_norm"), mt.Settings()).loss(m, step)
     assert norm.item() == pytest.approx(sum(p.mean().item() for p in per.values()), rel=1e-5)
-    un = mt.Trainer(m, data, mt.Variant(schedule="round_robin"), mt.Settings()).loss(m, step)
+    un = mt.MultitaskLoss(m, data, mt.Variant(schedule="round_robin"), mt.Settings()).loss(m, step)
     ref = (4 + 2 + 2) / 3  # the step's mean chunk size
     assert un.item() == pytest.approx(sum(p.sum().item() for p in per.values()) / ref, rel=1e-5)
 
