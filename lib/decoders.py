@@ -121,12 +121,8 @@ def pad_sft_batch(tok, examples) -> dict:
     """Right-pad a list of sft_example dicts with transformers' DataCollatorForSeq2Seq: input ids with the pad id,
     attention mask with 0, labels with -100. Always on the right, whatever the tokenizer's side (generation pads on
     the left): every example then starts at position 0, so the shared prompt prefix is column 0..n (sft_loss)."""
-    import copy
-
     from transformers import DataCollatorForSeq2Seq
-    if tok.padding_side != "right":
-        tok = copy.copy(tok)
-        tok.padding_side = "right"
+    tok = models.right_padding(tok)
     pad = DataCollatorForSeq2Seq(tok, padding="longest", label_pad_token_id=-100, return_tensors="pt")
     return dict(pad([{"input_ids": e["input_ids"], "labels": e["labels"]} for e in examples]))
 

@@ -227,3 +227,14 @@ def ensure_pad_token(tok):
     if tok.pad_token is None:
         raise LabError("tokenizer has neither a pad, EOS nor UNK token; set one explicitly")
     return tok
+
+
+def right_padding(tok):
+    """The tokenizer itself when it pads on the right, else a shallow copy that does (the caller's is unchanged):
+    for collators whose positions or prefixes index from the first token."""
+    import copy
+    if tok.padding_side == "right":
+        return tok
+    tok = copy.copy(tok)
+    tok.padding_side = "right"
+    return tok

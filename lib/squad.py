@@ -15,7 +15,6 @@ a/an/the, collapse whitespace; maximum over the gold answers); `evaluate` cannot
 from __future__ import annotations
 
 import collections
-import copy
 import json
 import random
 import re
@@ -175,9 +174,8 @@ def collate(tok, feats) -> dict:
     tensors. Padding goes on the right whatever the tokenizer's padding side, because the start/end positions and
     predict_logits' slices index the unpadded tokens."""
     from transformers import DataCollatorWithPadding
-    if tok.padding_side != "right":
-        tok = copy.copy(tok)
-        tok.padding_side = "right"
+    from lib.models import right_padding
+    tok = right_padding(tok)
     keys = [k for k in MODEL_INPUTS if k in feats[0]]
     pad = DataCollatorWithPadding(tok, padding="longest", return_tensors="pt")
     b = dict(pad([{k: f[k] for k in keys} for f in feats]))
