@@ -10,6 +10,7 @@ Test tweets are unlabelled: they are only predicted into submission.csv.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -146,6 +147,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
         mets["history"] = history.to_dict()
     headline.update(extra_headline or {})
     mets.update(extra_metrics or {})
+    mets["baselines"] = baselines(P, data, study, mets.get("zero_shot_validation"))
     preds_test = thresholds.apply(probs_test, t)
     semeval.write_submission(data.test["ID"], preds_test, P.out / "submission.csv")
     np.save(P.out / "probs_val.npy", probs_val)  # rows: data.val (IDs in val_ids.txt); an ensemble reads these
@@ -160,7 +162,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
         report.save_figure(plots.threshold_curves(y_val, probs_val, EMOTIONS, t), P, "threshold_curves")
     if history is not None and history.evals:
         report.save_figure(plots.loss_curves(history, f"{name}: loss"), P, "loss_curves")
-    notes = list(notes or [])
+    notes = list(notes or []) + baseline_verdicts(headline, mets["baselines"])
     if data.dropped:
         notes.append(f"bad rows dropped: {sum(len(v) for v in data.dropped.values())}")
     rec = report.finish(P, headline, mets, STUDY_ROWS[study], notes)
@@ -170,12 +172,64 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
 
 
 def summary(rec) -> pd.DataFrame:
-    """Our headline numbers beside the study's rows."""
+    """Our headline numbers beside the study's rows and the baselines this run must beat (see `baselines`)."""
     h = rec["headline"]
     ours = {"model": f"this run ({rec['params'].get('MODEL', rec['notebook'])})", "val_macro_f1": h["val_macro_f1"],
             "holdout_macro_f1": h.get("holdout_macro_f1"), "val_jaccard": h["val_jaccard"]}
     rows = [{"source": "study", **r} for r in rec["study"]] + [{"source": "ours", **ours}]
+    rows += [{"source": "baseline", "model": name, **b} for name, b in rec["metrics"].get("baselines", {}).items()]
     return pd.DataFrame(rows).set_index("source")
+
+
+# ---------------------------------------------------------------- baselines every emotion report compares with
+
+FFNN_RUN = "01_ffnn/improved"  # the lab's FFNN run: the baseline of the encoder (02) and decoder (03) reports
+
+
+def baselines(P, data: Data, study: str, zero_shot: dict | None = None) -> dict:
+    """What a trained model must beat, on the same validation tweets: {name: {"val_macro_f1", ["holdout_macro_f1"]}}.
+
+    * chance: each label drawn at random at its training prevalence q; the expected F1 of a class whose validation
+      prevalence is p is then 2pq / (p + q) (precision p, recall q).
+    * every label predicted: precision p, recall 1, F1 2p / (1 + p) (the degenerate classifier that a weighted loss
+      can collapse to).
+    * the lab's FFNN run (FFNN_RUN, for 02 and 03) when it has run on the very same validation tweets (its
+      val_ids.txt); a run on another split or subsample is not comparable and is left out.
+    * the untuned model (zero-shot) when the run scored one (03 generative).
+    """
+    q = data.y_train.mean(0)
+    p = data.y_val.mean(0)
+    out = {"chance (each label at its training rate)":
+           {"val_macro_f1": float(np.mean(np.where(p + q > 0, 2 * p * q / np.maximum(p + q, 1e-12), 0)))},
+           "every label predicted": {"val_macro_f1": float(np.mean(2 * p / (1 + p)))}}
+    if study != "ffnn":
+        from lib import paths
+        run = paths.OUTPUTS / FFNN_RUN
+        try:
+            same = sorted((run / "val_ids.txt").read_text().split()) == sorted(map(str, data.val["ID"]))
+            h = json.loads((run / "metrics.json").read_text())["headline"] if same else None
+        except (OSError, ValueError, KeyError):
+            h = None
+        if h:
+            out[f"FFNN ({FFNN_RUN})"] = {k: float(h[k]) for k in ("val_macro_f1", "holdout_macro_f1") if k in h}
+    if zero_shot:
+        out["the untuned model (zero-shot)"] = {"val_macro_f1": float(zero_shot["macro_f1"]),
+                                                **({"val_jaccard": float(zero_shot["jaccard"])} if "jaccard" in zero_shot else {})}
+    return out
+
+
+def baseline_verdicts(headline: dict, base: dict) -> list[str]:
+    """One plain line per baseline: does this run's validation macro-F1 beat it (and the hold-out, where both have
+    one)?"""
+    lines = []
+    for name, b in base.items():
+        v, ref = headline["val_macro_f1"], b["val_macro_f1"]
+        line = f"validation macro-F1 {v:.3f} {'beats' if v > ref else 'does NOT beat'} {name} ({ref:.3f})"
+        if "holdout_macro_f1" in b and "holdout_macro_f1" in headline:
+            hv, hb = headline["holdout_macro_f1"], b["holdout_macro_f1"]
+            line += f"; hold-out {hv:.3f} vs {hb:.3f} ({'above' if hv > hb else 'NOT above'})"
+        lines.append(line)
+    return lines
 
 
 # ---------------------------------------------------------------- ensembles of finished emotion runs (notebook 07)
