@@ -166,6 +166,19 @@ def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 1
     return feats
 
 
+def features(P, tok, data: dict) -> dict:
+    """Windows of the train / val / test parts (prepare_train_features with P.MAX_LENGTH, P.STRIDE), tokenised once
+    and shared by every method. P.TRAIN_WINDOWS="answer" drops the training windows whose label is [CLS] (the answer
+    not wholly inside): SQuAD v1.1 always has an answer and prediction only compares spans, so those windows teach
+    little and cost a quarter of the steps; validation and test keep every window."""
+    if P.TRAIN_WINDOWS not in ("all", "answer"):
+        raise LabError(f"TRAIN_WINDOWS={P.TRAIN_WINDOWS!r}: expected 'all' or 'answer'")
+    feats = {k: prepare_train_features(tok, data[k], P.MAX_LENGTH, P.STRIDE) for k in ("train", "val", "test")}
+    if P.TRAIN_WINDOWS == "answer":
+        feats["train"] = [f for f in feats["train"] if f["start_positions"] != 0]
+    return feats
+
+
 def collate(tok, feats) -> dict:
     """Pad a list of features to the longest one -> tensors (model inputs + start/end positions).
 
