@@ -168,15 +168,10 @@ def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 1
 
 def features(P, tok, data: dict) -> dict:
     """Windows of the train / val / test parts (prepare_train_features with P.MAX_LENGTH, P.STRIDE), tokenised once
-    and shared by every method. P.TRAIN_WINDOWS="answer" drops the training windows whose label is [CLS] (the answer
-    not wholly inside): SQuAD v1.1 always has an answer and prediction only compares spans, so those windows teach
-    little and cost a quarter of the steps; validation and test keep every window."""
-    if P.TRAIN_WINDOWS not in ("all", "answer"):
-        raise LabError(f"TRAIN_WINDOWS={P.TRAIN_WINDOWS!r}: expected 'all' or 'answer'")
-    feats = {k: prepare_train_features(tok, data[k], P.MAX_LENGTH, P.STRIDE) for k in ("train", "val", "test")}
-    if P.TRAIN_WINDOWS == "answer":
-        feats["train"] = [f for f in feats["train"] if f["start_positions"] != 0]
-    return feats
+    and shared by every method. Every training window trains, those without the answer labelled [CLS] (run_qa.py):
+    training only on the windows that hold the answer (a fifth fewer steps) was measured worse here (full fine-tuning
+    validation F1 53.3 on 1,800 questions against 62.6 on 1,500 with every window, 2026-12-01)."""
+    return {k: prepare_train_features(tok, data[k], P.MAX_LENGTH, P.STRIDE) for k in ("train", "val", "test")}
 
 
 def collate(tok, feats) -> dict:

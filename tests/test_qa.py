@@ -55,23 +55,16 @@ def test_long_context_windows_round_trip_the_answer_across_a_stride_boundary(tok
     assert feats[0]["offset_mapping"][0] is None and all(f["example_id"] == "q1" for f in feats)
 
 
-def test_features_train_windows_answer_drops_only_the_training_windows_without_the_answer(tok):
+def test_features_tokenise_each_part_once_with_the_window_settings(tok):
     from types import SimpleNamespace
     words = [f"w{i}" for i in range(60)]
     words[50] = "banana"
     long_ex = _example(" ".join(words), "banana", "long")  # several windows, only the last ones hold the answer
-    data = {k: [long_ex, _example("the word is banana today", "banana", "short")] for k in ("train", "val", "test")}
-    P = SimpleNamespace(MAX_LENGTH=40, STRIDE=12, TRAIN_WINDOWS="all")
-    every = squad.features(P, tok, data)
-    P.TRAIN_WINDOWS = "answer"
-    kept = squad.features(P, tok, data)
-    n_cls = sum(f["start_positions"] == 0 for f in every["train"])
-    assert n_cls >= 1 and len(kept["train"]) == len(every["train"]) - n_cls
-    assert all(f["start_positions"] > 0 for f in kept["train"]) and {f["example_id"] for f in kept["train"]} == {"long", "short"}
-    assert len(kept["val"]) == len(every["val"]) and len(kept["test"]) == len(every["test"])  # prediction keeps all
-    P.TRAIN_WINDOWS = "some"
-    with pytest.raises(LabError, match="TRAIN_WINDOWS='some': expected 'all' or 'answer'"):
-        squad.features(P, tok, data)
+    data = {"train": [long_ex], "val": [_example("the word is banana today", "banana", "short")], "test": [long_ex]}
+    feats = squad.features(SimpleNamespace(MAX_LENGTH=40, STRIDE=12), tok, data)
+    assert set(feats) == {"train", "val", "test"} and len(feats["val"]) == 1
+    assert len(feats["train"]) >= 3 and all(len(f["input_ids"]) <= 40 for f in feats["train"])
+    assert any(f["start_positions"] == 0 for f in feats["train"]) and any(f["start_positions"] > 0 for f in feats["train"])
 
 
 def test_collate_pads_to_the_longest_feature(tok):
