@@ -90,11 +90,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         # 0.33, and every variant's SST 0.42-0.435 instead of 0.29-0.33 (400 dev examples per task); evaluation
         # once per variant on up to 1,200 dev examples per task (all SST and STS dev): no checkpoint is picked on
         # the reported dev set; comparisons: baseline vs round_robin (schedule), round_robin vs cosine (STS head),
-        # cosine vs simcse, simcse vs simcse_lora_noffn
+        # cosine vs simcse, simcse vs simcse_lora_noffn.
+        # The training examples go where fine-tuning moves a score: PARA and STS sit near their warm start (MiniLM's
+        # pre-training pairs include Quora duplicates) while SST gains, so [2000, 500, 300] (the same ~3,600 sentences a
+        # variant as [1000, 900, 400]) with the encoder at 1e-4: every variant's SST 0.374-0.425 -> 0.423-0.441, the
+        # sequential baseline no longer below its warm start, best overall 0.713 -> 0.718, 540 -> 560 s (2026-12-01)
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": "all",
                 "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
-                "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [1000, 900, 400], "MAX_EVAL_SAMPLES": 1200,
-                "LR": 5e-05, "LORA": {"lr": 0.001}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32}, "DROPOUT": 0.1},
+                "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [2000, 500, 300], "MAX_EVAL_SAMPLES": 1200,
+                "LR": 0.0001, "LORA": {"lr": 0.001}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32}, "DROPOUT": 0.1},
         "gpu": {},
     },
 }
