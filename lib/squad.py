@@ -363,8 +363,9 @@ METHODS = ("pretrained", "full", "lora", "prompt")
 
 
 def create_model(name: str, method: str, lora_r: int = 8, lora_alpha: int = 16, lora_targets=("query", "value"),
-                 lora_dropout: float = 0.1, virtual_tokens: int = 20):
-    """AutoModelForQuestionAnswering for `name`, wrapped per method:
+                 lora_dropout: float = 0.1, virtual_tokens: int = 20, dropout: float = -1.0):
+    """AutoModelForQuestionAnswering for `name` (every encoder dropout set to `dropout`, -1: the checkpoint's own;
+    models.dropout_overrides), wrapped per method:
     pretrained / full: the plain model (all weights trainable; 'pretrained' is only evaluated);
     lora: peft LoRA on `lora_targets` (+ the QA head, trainable: it is task-specific and, for an encoder without a
           QA head, freshly initialised);
@@ -375,7 +376,7 @@ def create_model(name: str, method: str, lora_r: int = 8, lora_alpha: int = 16, 
     if method not in METHODS:
         raise LabError(f"METHODS: unknown method {method!r}; expected some of {', '.join(METHODS)}")
     with _quiet():  # the load report only says qa_outputs is new, which head_is_new() reports once
-        model = models.load_model(name, AutoModelForQuestionAnswering)
+        model = models.load_model(name, AutoModelForQuestionAnswering, **models.dropout_overrides(name, dropout))
     if method in ("pretrained", "full"):
         return model
     from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
@@ -471,7 +472,7 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
         torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(P.SEED)
     model = create_model(P.MODEL, method, P.LORA["r"], P.LORA["alpha"], P.LORA["targets"], P.LORA["dropout"],
-                         P.PROMPT["virtual_tokens"]).to(dev)
+                         P.PROMPT["virtual_tokens"], P.DROPOUT).to(dev)
     counts = models.count_parameters(model)
 
     def evaluate(m):

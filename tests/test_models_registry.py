@@ -40,3 +40,15 @@ def test_unknown_model_error_lists_embedded_names():
         models.load_model("no-such-org/no-such-model", AutoModelForSequenceClassification)
     msg = str(e.value)
     assert "neither embedded nor reachable" in msg and all(n in msg for n in models.EMBEDDED)
+
+
+def test_dropout_overrides_set_every_dropout_of_the_config():
+    from transformers import AutoModelForQuestionAnswering
+    assert models.dropout_overrides("all-MiniLM-L6-v2", -1.0) == {}  # keep the checkpoint's own
+    kw = models.dropout_overrides("all-MiniLM-L6-v2", 0.0)
+    assert kw == {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    m = models.load_model("all-MiniLM-L6-v2", AutoModelForQuestionAnswering, **kw)
+    assert m.config.attention_probs_dropout_prob == 0.0
+    assert all(d.p == 0.0 for d in m.modules() if isinstance(d, torch.nn.Dropout))
+    m = models.load_model("all-MiniLM-L6-v2", AutoModelForQuestionAnswering)
+    assert any(d.p == 0.1 for d in m.modules() if isinstance(d, torch.nn.Dropout))  # the default really differs
