@@ -9,10 +9,12 @@ from transformers import AutoModelForSequenceClassification, DataCollatorWithPad
 from lib import models
 
 
-def create_and_prepare_model(name: str, n_labels: int):
-    """Tokenizer + sequence-classification model (multi-label) for a registry name or hub id."""
+def create_and_prepare_model(name: str, n_labels: int, dropout: float = -1.0):
+    """Tokenizer + sequence-classification model (multi-label) for a registry name or hub id; `dropout` >= 0 sets
+    every dropout of its config (models.dropout_overrides; -1 keeps the checkpoint's)."""
     tok = models.load_tokenizer(name)
     kw = {"attn_implementation": "sdpa"} if torch.cuda.is_available() else {}
+    kw.update(models.dropout_overrides(name, dropout))
     model = models.load_model(name, AutoModelForSequenceClassification, num_labels=n_labels,
                               problem_type="multi_label_classification", **kw)
     if tok.pad_token is None:  # decoders and some encoders ship without one; reuse EOS, never resize embeddings

@@ -52,3 +52,5 @@ def test_dropout_overrides_set_every_dropout_of_the_config():
     assert all(d.p == 0.0 for d in m.modules() if isinstance(d, torch.nn.Dropout))
     m = models.load_model("all-MiniLM-L6-v2", AutoModelForQuestionAnswering)
     assert any(d.p == 0.1 for d in m.modules() if isinstance(d, torch.nn.Dropout))  # the default really differs
+    _, clf = encoders.create_and_prepare_model("all-MiniLM-L6-v2", 11, dropout=0.0)  # 02's DROPOUT parameter
+    assert all(d.p == 0.0 for d in clf.modules() if isinstance(d, torch.nn.Dropout))
