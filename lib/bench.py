@@ -11,6 +11,12 @@ quantisation, and with vs without gradient checkpointing; each setting in its ow
 
     python -m lib.bench decoder [--model gemma-3-270m] [--steps 6] [--batch-size 8] [--max-length 64]
 
+dropout: seconds per training step of notebook 05's span model (forward, backward, AdamW) with the checkpoint's
+dropout vs every dropout 0 (models.dropout_overrides), and LoRA on every dense layer with LoRA dropout 0.1 vs 0; the
+reason 02 and 05 train with DROPOUT 0 on the cpu profile.
+
+    python -m lib.bench dropout [--model all-MiniLM-L6-v2] [--steps 5] [--batch-size 16] [--max-length 180]
+
 Run it on a quiet machine: a second busy process slows torch several-fold.
 """
 from __future__ import annotations
@@ -156,6 +162,39 @@ def decoder(model_name: str, steps: int, batch_size: int, max_length: int, data_
             "threads": torch.get_num_threads(), "settings": rows, "ratios": ratio}
 
 
+def dropout(model_name: str, steps: int, batch_size: int, max_length: int) -> dict:
+    """Median seconds per span-loss training step on random token ids (batch_size x max_length), per setting."""
+    from lib import models, squad
+    ids = torch.randint(1000, 20000, (batch_size, max_length), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+             "start_positions": torch.randint(0, max_length, (batch_size,)),
+             "end_positions": torch.randint(0, max_length, (batch_size,))}
+    every = ["query", "key", "value", "dense"]
+    settings = {"full, checkpoint dropout": ("full", {}), "full, dropout 0": ("full", {"dropout": 0.0}),
+                "LoRA every dense layer, LoRA dropout 0.1": ("lora", {"lora_targets": every, "lora_dropout": 0.1}),
+                "LoRA every dense layer, LoRA dropout 0": ("lora", {"lora_targets": every, "lora_dropout": 0.0})}
+    out = {}
+    for name, (method, kw) in settings.items():
+        torch.manual_seed(0)
+        m = squad.create_model(model_name, method, **kw)
+        m.train()
+        opt = torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
+        times = []
+        for _ in range(steps + 2):  # two warm-up steps
+            t = time.perf_counter()
+            squad.span_loss(m, batch).backward()
+            opt.step()
+            opt.zero_grad()
+            times.append(time.perf_counter() - t)
+        out[name] = sorted(times[2:])[len(times[2:]) // 2]
+        del m, opt
+    ratios = {"full: dropout 0 speed-up": out["full, checkpoint dropout"] / out["full, dropout 0"],
+              "LoRA: LoRA dropout 0 speed-up": out["LoRA every dense layer, LoRA dropout 0.1"]
+              / out["LoRA every dense layer, LoRA dropout 0"]}
+    return {"model": model_name, "steps": steps, "batch_size": batch_size, "max_length": max_length,
+            "threads": torch.get_num_threads(), "seconds_per_step": out, "ratios": ratios}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -163,7 +202,9 @@ def main(argv=None) -> int:
             ("encoder", "encoder training throughput: dynamic vs pad-to-max; achieved FLOP/s", "all-MiniLM-L6-v2",
              20, 32, 128),
             ("decoder", "decoder LoRA training: 4-bit vs none, gradient checkpointing on vs off", "gemma-3-270m",
-             6, 8, 64)]:
+             6, 8, 64),
+            ("dropout", "05's span-model training step: checkpoint dropout vs 0, LoRA dropout 0.1 vs 0",
+             "all-MiniLM-L6-v2", 5, 16, 180)]:
         p = sub.add_parser(what, help=helptext)
         p.add_argument("--model", default=model)
         p.add_argument("--steps", type=int, default=steps)
@@ -172,6 +213,18 @@ def main(argv=None) -> int:
         p.add_argument("--data-dir", default="")
         p.add_argument("--json", default="", help="also write the results to this file")
     a = ap.parse_args(argv)
+    if a.what == "dropout":
+        r = dropout(a.model, a.steps, a.batch_size, a.max_length)
+        print(f"{r['model']} span model, batch {r['batch_size']} x {r['max_length']} tokens, median of {r['steps']} "
+              f"steps, {r['threads']} threads")
+        for k, v in r["seconds_per_step"].items():
+            print(f"  {k}: {v:.2f} s a step")
+        for k, v in r["ratios"].items():
+            print(f"  {k}: {v:.2f}x")
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(r, f, indent=2)
+        return 0
     if a.what == "decoder":
         r = decoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
         print(f"{r['model']} LoRA classifier, batch {r['batch_size']}, max_length {r['max_length']}, {r['steps']} timed "

@@ -215,7 +215,7 @@ def dropout_overrides(name: str, p: float) -> dict:
     """from_pretrained kwargs that set every dropout probability of `name`'s config to `p` ({} when p < 0: keep the
     checkpoint's own). Why it matters on CPU: for all-MiniLM-L6-v2, a training step of 16 windows of 180 tokens took
     1.8-2.0 s with the checkpoint's 0.1 and 1.1 s with 0 (attention dropout 0.4 s of it: SDPA's fused CPU kernel does
-    not take dropout; the hidden-state masks the rest; 2026-12-01, /tmp/dropbench.py)."""
+    not take dropout; the hidden-state masks the rest; 2026-12-01; `python -m lib.bench dropout` measures it)."""
     if p < 0:
         return {}
     from transformers import AutoConfig

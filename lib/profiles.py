@@ -66,7 +66,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         "smoke": {"MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "MAX_LENGTH": 128,
                   "STRIDE": 32, "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 4, "GRAD_ACCUM": 1},
         # measured here: full fine-tuning on 2,500 questions reached validation F1 54.7 after 120 steps of 16
-        # windows (~2.5 s a step); 1,500 questions keep the four methods within the lab's CPU budget. Prompt
+        # windows (~2.5 s a step); 1,500 questions kept the four methods within the lab's CPU budget at dropout 0.1. Prompt
         # tuning's validation F1 was flat after 30 steps (8.5 -> 10.2 at 132; 7.1 at 40, 7.2 at 50), so it stops at 30
         # (~2.5 minutes saved: the study's contrast, prompt tuning barely moving off the untrained model, holds)
         # Measured and rejected: 384-token windows with 24 held-out articles (full F1 34.4), length-grouped
@@ -104,7 +104,7 @@ PRESETS: dict[str, dict[str, dict]] = {
         # The training examples go where fine-tuning moves a score: PARA and STS sit near their warm start (MiniLM's
         # pre-training pairs include Quora duplicates) while SST gains, so [2000, 500, 300] (the same ~3,600 sentences a
         # variant as [1000, 900, 400]) with the encoder at 1e-4: every variant's SST 0.374-0.425 -> 0.423-0.441, the
-        # sequential baseline no longer below its warm start, best overall 0.713 -> 0.718, 540 -> 560 s (2026-12-01)
+        # sequential baseline no longer below its warm start, best overall 0.713 -> 0.718, 540 -> 560-583 s (2026-12-01)
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": "all",
                 "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
                 "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [2000, 500, 300], "MAX_EVAL_SAMPLES": 1200,
