@@ -195,6 +195,16 @@ def dropout(model_name: str, steps: int, batch_size: int, max_length: int) -> di
             "threads": torch.get_num_threads(), "seconds_per_step": out, "ratios": ratios}
 
 
+def _finish(r: dict, json_path: str) -> int:
+    """Print a bench's ratios (when it has them), write its results to `json_path` (when given); exit status 0."""
+    for k, v in r.get("ratios", {}).items():
+        print(f"  {k}: {v:.2f}x")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(r, f, indent=2)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.bench")
     sub = ap.add_subparsers(dest="what", required=True)
@@ -219,12 +229,7 @@ def main(argv=None) -> int:
               f"steps, {r['threads']} threads")
         for k, v in r["seconds_per_step"].items():
             print(f"  {k}: {v:.2f} s a step")
-        for k, v in r["ratios"].items():
-            print(f"  {k}: {v:.2f}x")
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(r, f, indent=2)
-        return 0
+        return _finish(r, a.json)
     if a.what == "decoder":
         r = decoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
         print(f"{r['model']} LoRA classifier, batch {r['batch_size']}, max_length {r['max_length']}, {r['steps']} timed "
@@ -237,12 +242,7 @@ def main(argv=None) -> int:
                 print(f"{name}: {s['real_tokens_per_s']:.0f} tokens/s, {s['examples_per_s']:.2f} examples/s, "
                       f"peak RSS {s['peak_rss_mb']:.0f} MB in training ({s['peak_rss_loading_mb']:.0f} MB by loading)"
                       + (f", CUDA peak {s['cuda_peak_mb']:.0f} MB" if s["cuda_peak_mb"] else ""))
-        for k, v in r["ratios"].items():
-            print(f"  {k}: {v:.2f}x")
-        if a.json:
-            with open(a.json, "w") as f:
-                json.dump(r, f, indent=2)
-        return 0
+        return _finish(r, a.json)
     r = encoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
     d, p = r["dynamic"], r["pad_to_max"]
     print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps, {r['threads']} threads")
@@ -253,10 +253,7 @@ def main(argv=None) -> int:
     print(f"  speed-up: {r['speedup_examples_per_s']:.2f}x  (target >= 2x)")
     print(f"  matmul: {r['matmul_flops'] / 1e9:.1f} GFLOP/s; training step achieves {r['achieved_model_flops'] / 1e9:.1f} "
           f"GFLOP/s of model FLOPs = {100 * r['mfu_vs_matmul']:.0f}% of matmul (target >= 50%)")
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(r, f, indent=2)
-    return 0
+    return _finish(r, a.json)
 
 
 if __name__ == "__main__":
