@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -221,6 +222,24 @@ def dropout_overrides(name: str, p: float) -> dict:
     from transformers import AutoConfig
     cfg = AutoConfig.from_pretrained(local_path(name))
     return {k: p for k in _DROPOUT_KEYS if isinstance(getattr(cfg, k, None), float)}
+
+
+@contextlib.contextmanager
+def dropout_set(module, p: float):
+    """Within the block every torch.nn.Dropout under `module` drops with probability `p` (restored after). Lets a
+    model built without dropout (dropout_overrides, the fast path on CPU) use it for one pass: SimCSE's positives are
+    two dropout masks of the same sentences (lib.multitask). transformers' attention reads its Dropout's p at call
+    time, so this reaches attention dropout too."""
+    import torch.nn as nn
+    drops = [m for m in module.modules() if isinstance(m, nn.Dropout)]
+    old = [m.p for m in drops]
+    for m in drops:
+        m.p = p
+    try:
+        yield
+    finally:
+        for m, q in zip(drops, old):
+            m.p = q
 
 
 def count_parameters(model) -> dict:

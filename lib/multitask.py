@@ -174,9 +174,11 @@ class MultitaskBERT(nn.Module):
 
 
 def build_model(name: str, variant_: Variant, dropout=0.3, proj_dim=0, pooling="mean", max_length=128,
-                lora_r=32, lora_alpha=16, lora_dropout=0.1, pair_init="random"):
+                lora_r=32, lora_alpha=16, lora_dropout=0.1, pair_init="random", encoder_dropout=-1.0):
+    """The multitask model of `variant_`: encoder `name` (its dropouts set to encoder_dropout, -1: the
+    checkpoint's; models.dropout_overrides), LoRA adapters on query/value for LoRA variants, the task heads."""
     tok = models.load_tokenizer(name)
-    enc = models.load_model(name)
+    enc = models.load_model(name, **models.dropout_overrides(name, encoder_dropout))
     hidden = enc.config.hidden_size
     if variant_.lora:
         from peft import LoraConfig, get_peft_model
@@ -326,6 +328,7 @@ class Settings:
     simcse_temperature: float = 0.05
     simcse_weight: float = 1.0
     simcse_batch: int = 32
+    simcse_dropout: float = 0.1  # encoder dropout of SimCSE's passes (its augmentation), whatever the task passes use
     seed: int = 0
     length_grouped: bool = True  # each task's batches of similar length (MultitaskBatches): about half the padding
 
@@ -369,7 +372,8 @@ class MultitaskLoss:
             if len(sents) > self.s.simcse_batch:
                 sents = [sents[i] for i in rng.choice(len(sents), self.s.simcse_batch, replace=False)]
             if len(sents) >= 2:
-                z = model.embed(sents + sents)  # one forward, two dropout masks
+                with models.dropout_set(model.encoder, self.s.simcse_dropout):
+                    z = model.embed(sents + sents)  # one forward, two dropout masks
                 u = simcse_loss(z[:len(sents)], z[len(sents):], self.s.simcse_temperature)
                 self.log.append((self.step, "simcse", float(u.detach())))
                 loss = loss + u
@@ -753,9 +757,10 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
     FROZEN stage where the variant has one). Only the best variant's model is kept."""
     settings = Settings(batch_size=P.BATCH_SIZE, eval_batch_size=P.EVAL["batch_size"], sts_loss=P.HEADS["sts_loss"],
                         simcse_temperature=P.SIMCSE["temperature"], simcse_weight=P.SIMCSE["weight"],
-                        simcse_batch=P.SIMCSE["batch"], seed=P.SEED)
+                        simcse_batch=P.SIMCSE["batch"], simcse_dropout=P.SIMCSE["dropout"], seed=P.SEED)
     model_kw = dict(dropout=P.DROPOUT, proj_dim=P.HEADS["proj_dim"], pooling=P.POOLING, max_length=P.MAX_LENGTH,
-                    lora_r=P.LORA["r"], lora_alpha=P.LORA["alpha"], pair_init=P.PAIR_INIT)
+                    lora_r=P.LORA["r"], lora_alpha=P.LORA["alpha"], lora_dropout=P.LORA["dropout"],
+                    pair_init=P.PAIR_INIT, encoder_dropout=P.ENCODER_DROPOUT)
     warm = probe = None
     if P.WARM_START:  # one linear-probe warm start, shared by every variant; also the no-fine-tuning baseline
         t0 = time.time()

@@ -108,7 +108,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": "all",
                 "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
                 "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [2000, 500, 300], "MAX_EVAL_SAMPLES": 1200,
-                "LR": 0.0001, "LORA": {"lr": 0.001}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32}, "DROPOUT": 0.1},
+                "LR": 0.0001, "LORA": {"lr": 0.001, "dropout": 0.0}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32},
+                "DROPOUT": 0.1, "ENCODER_DROPOUT": 0.0},
         "gpu": {},
     },
 }
