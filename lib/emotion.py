@@ -90,7 +90,7 @@ def prepare(P, fold: int | None = None) -> Data:
 def cross_validate(P, fit_predict, n_models: int, log=print):
     """K-fold cross-validation ensemble (SPLIT="kfold"): one model per fold 0..n_models-1.
 
-    fit_predict(data) trains a fresh model on data.train and returns (probs_val, probs_test, probs_holdout, history).
+    fit_predict(data, seed) trains a fresh model on data.train and returns (probs_val, probs_test, probs_holdout, history).
     Returns (data, probs_val, probs_test, probs_holdout, histories) where data.val is the union of the validation
     folds and probs_val are out-of-fold (each tweet scored by the one model that did not train on it; thresholds
     are tuned on them), while test and hold-out probabilities are the mean over the fold models.
@@ -102,7 +102,7 @@ def cross_validate(P, fit_predict, n_models: int, log=print):
     for k in range(n_models):
         d = prepare(P, fold=k)
         first = first or d
-        v, t, h, hist = fit_predict(d)
+        v, t, h, hist = fit_predict(d, P.SEED)
         vals.append(d.val)
         pv.append(np.asarray(v))
         pt.append(np.asarray(t))
@@ -116,6 +116,35 @@ def cross_validate(P, fit_predict, n_models: int, log=print):
     data = Data(first.train, val, first.holdout, first.test, desc, first.dropped)
     holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
     return data, np.concatenate(pv), np.mean(pt, 0), holdout, hists
+
+
+def seed_ensemble(P, fit_predict, data: Data, n_models: int, log=print):
+    """A seed ensemble on one split: n_models models trained on data.train with seeds SEED, SEED+1, ... (the first
+    with the notebook's own seeding, so n_models=1 is the plain single run), their validation, test and hold-out
+    probabilities averaged. Every model validates on the same data.val (none trains on it), so the thresholds tuned
+    on the average and the baselines' same-tweets comparisons stay honest.
+
+    fit_predict(data, seed) trains a fresh model and returns (probs_val, probs_test, probs_holdout, history).
+    Returns (data, probs_val, probs_test, probs_holdout, histories)."""
+    if n_models < 1 or (n_models > 1 and P.CV_FOLDS >= 2):
+        raise LabError(f"SEEDS={n_models}: expected 1, or more than 1 with CV_FOLDS 0 (a seed ensemble on one split)")
+    pv, pt, ph, hists = [], [], [], []
+    for k in range(n_models):
+        if k:
+            params.seed_everything(P.SEED + k)
+        v, t, h, hist = fit_predict(data, P.SEED + k)
+        pv.append(np.asarray(v))
+        pt.append(np.asarray(t))
+        ph.append(None if h is None else np.asarray(h))
+        hists.append(hist)
+        if n_models > 1:
+            log(f"seed {P.SEED + k}: model {k + 1} of {n_models} trained")
+    if n_models > 1:
+        data = Data(data.train, data.val, data.holdout, data.test, data.description + (
+            f" Seed ensemble: {n_models} models (seeds {P.SEED}..{P.SEED + n_models - 1}) trained on the same split, "
+            f"their probabilities averaged."), data.dropped)
+    holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
+    return data, np.mean(pv, 0), np.mean(pt, 0), holdout, hists
 
 
 def class_weights(P, y_train):

@@ -38,17 +38,23 @@ QUIET_ENV = {  # batch runs: no progress bars or chatter inside the HTML reports
 resolve_profile = profiles.resolve_profile
 
 
+def _matches(o: str, nb: str, name: str) -> bool:
+    """--only O selects a notebook (01_ffnn, 01, ffnn) or one run of it (02_encoders/minilm-improved)."""
+    if "/" in o:
+        o_nb, o_name = o.split("/", 1)
+        return o_name == name and _matches(o_nb, nb, name)
+    return nb == o or nb.startswith(o + "_") or nb.split("_", 1)[-1] == o
+
+
 def plan(profile: str, only: list[str] | None = None) -> list[tuple[str, str, dict]]:
     runs = profiles.RUNS[profile]
     if only:
-        known = {nb for nb, _, _ in runs}
-        unknown = [o for o in only if not any(nb == o or nb.startswith(o + "_") or nb.split("_", 1)[-1] == o
-                                              for nb in known)]
+        unknown = [o for o in only if not any(_matches(o, nb, name) for nb, name, _ in runs)]
         if unknown:
+            known = sorted({nb for nb, _, _ in runs} | {f"{nb}/{name}" for nb, name, _ in runs})
             raise SystemExit(f"--only {', '.join(unknown)}: no such experiment in profile {profile}; "
-                             f"known: {', '.join(sorted(known))}")
-        runs = [r for r in runs if any(r[0] == o or r[0].startswith(o + "_") or r[0].split("_", 1)[-1] == o
-                                       for o in only)]
+                             f"known: {', '.join(known)}")
+        runs = [r for r in runs if any(_matches(o, r[0], r[1]) for o in only)]
     return runs
 
 
@@ -349,7 +355,7 @@ def broken_links(out: Path = paths.OUTPUTS) -> list[str]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the lab's notebooks and build HTML reports.")
     ap.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "gpu"])
-    ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn or ffnn); repeatable")
+    ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn, ffnn, or one run: 02_encoders/minilm-improved); repeatable")
     ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
     ap.add_argument("--force", action="store_true",

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 from lib import paths, runner
 
@@ -161,3 +162,13 @@ def test_index_page_lists_runs_escapes_text_and_links_resolve(tmp_path):
     assert page.count("class='failed'") == 1 and "2 runs;" in page
     assert "href='01_x/good/report.html'" in page and "src='01_x/good/figures/curve.png'" in page
     assert runner.broken_links(tmp_path) == []
+
+
+def test_only_picks_a_notebook_or_one_run_of_it():
+    from lib import runner
+    assert {nb for nb, _, _ in runner.plan("cpu", ["encoders"])} == {"02_encoders"}
+    assert [(nb, name) for nb, name, _ in runner.plan("cpu", ["02_encoders/minilm-improved"])] == [
+        ("02_encoders", "minilm-improved")]
+    assert [name for _, name, _ in runner.plan("cpu", ["ffnn/naive", "01/improved"])] == ["naive", "improved"]
+    with pytest.raises(SystemExit, match="02_encoders/minilm-naive"):  # the error lists the runs one can pick
+        runner.plan("cpu", ["02_encoders/no-such-run"])

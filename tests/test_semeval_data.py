@@ -82,7 +82,7 @@ def test_cross_validation_assembles_out_of_fold_validation_and_averages_test(dat
     P = params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold", "N_SPLITS": 5}, "02_encoders")
     calls = []
 
-    def fit_predict(d):  # a stand-in model: validation probabilities = its labels / 2 + fold id; test = fold id
+    def fit_predict(d, seed):  # a stand-in model: validation probabilities = its labels / 2 + fold id; test = fold id
         k = len(calls)
         calls.append(set(d.val["ID"]))
         assert not calls[-1] & set(d.train["ID"])  # a model never validates on its own training tweets
@@ -96,3 +96,29 @@ def test_cross_validation_assembles_out_of_fold_validation_and_averages_test(dat
     assert pt.shape == (3259, 11) and np.allclose(pt, 1.0) and np.allclose(ph, 2.0)  # means of 0,1,2 and 0,2,4
     with pytest.raises(LabError, match="CV_FOLDS=6"):
         emotion.cross_validate(P, fit_predict, 6)
+
+
+def test_seed_ensemble_averages_models_on_one_split(data_dir):
+    """emotion.seed_ensemble (02's SEEDS): every model trains and validates on the same split with its own seed; the
+    probabilities are averaged; one model is the plain run; with CV_FOLDS it is refused."""
+    from lib import emotion, params
+    P = params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold", "N_SPLITS": 5}, "02_encoders")
+    data = emotion.prepare(P)
+    seeds = []
+
+    def fit_predict(d, seed):  # a stand-in: probabilities = the seed's offset from SEED
+        assert d.val is data.val and d.train is data.train  # one split for every model
+        seeds.append(seed)
+        k = float(seed - P.SEED)
+        return np.full((len(d.val), 11), k), np.full((len(d.test), 11), 2 * k), np.full((len(d.holdout), 11), 3 * k), k
+
+    d, pv, pt, ph, hists = emotion.seed_ensemble(P, fit_predict, data, 3, log=lambda *_: None)
+    assert seeds == [P.SEED, P.SEED + 1, P.SEED + 2] and hists == [0.0, 1.0, 2.0]
+    assert np.allclose(pv, 1.0) and np.allclose(pt, 2.0) and np.allclose(ph, 3.0)  # means of 0,1,2 / 0,2,4 / 0,3,6
+    assert "Seed ensemble: 3 models" in d.description and len(d.val) == len(data.val)
+    seeds.clear()
+    d1, pv1, *_ = emotion.seed_ensemble(P, fit_predict, data, 1, log=lambda *_: None)
+    assert seeds == [P.SEED] and d1 is data and np.allclose(pv1, 0.0)
+    with pytest.raises(LabError, match="SEEDS=2"):
+        emotion.seed_ensemble(params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold",
+                                              "N_SPLITS": 5, "CV_FOLDS": 2}, "02_encoders"), fit_predict, data, 2)
