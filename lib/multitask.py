@@ -826,6 +826,9 @@ def headline_metrics_notes(P, runs: VariantRuns, info: dict) -> tuple[dict, dict
         notes.append("every variant starts from one shared warm start: linear probes of the SST and PARA heads on "
                      "the pretrained embeddings" + (" (the SST probe on every SST training sentence, more than the "
                                                     "variants fine-tune on)" if P.WARM_START == "all" else ""))
+    if P.get("ENCODER_DROPOUT", -1) >= 0:
+        notes.append(f"encoder dropout {P.ENCODER_DROPOUT:g} in the task losses (the checkpoint's own replaced: faster "
+                     f"on CPU, lib.bench dropout); SimCSE's passes drop with {P.SIMCSE['dropout']:g}, its augmentation")
     if any(P.MAX_TRAIN_SAMPLES) or P.MAX_EVAL_SAMPLES:
         notes.append(f"subsampled: training caps SST/PARA/STS {P.MAX_TRAIN_SAMPLES}, evaluation cap "
                      f"{P.MAX_EVAL_SAMPLES} per task")

@@ -352,6 +352,10 @@ def test_headline_metrics_notes_hand_made():
     P = Params(WARM_START="", MAX_TRAIN_SAMPLES=[48, 0, 0], MAX_EVAL_SAMPLES=32)
     notes = mt.headline_metrics_notes(P, runs, info)[2]
     assert notes[2] == "subsampled: training caps SST/PARA/STS [48, 0, 0], evaluation cap 32 per task"
+    P = Params(WARM_START="", MAX_TRAIN_SAMPLES=[0, 0, 0], MAX_EVAL_SAMPLES=0, ENCODER_DROPOUT=0.0, SIMCSE={"dropout": 0.1})
+    assert mt.headline_metrics_notes(P, runs, info)[2][2] == (
+        "encoder dropout 0 in the task losses (the checkpoint's own replaced: faster on CPU, lib.bench dropout); SimCSE's "
+        "passes drop with 0.1, its augmentation")
 
 
 def test_evaluation_examples_do_not_depend_on_the_training_caps(data_dir):
