@@ -125,7 +125,8 @@ def seed_ensemble(P, fit_predict, data: Data, n_models: int, log=print):
     on the average and the baselines' same-tweets comparisons stay honest.
 
     fit_predict(data, seed) trains a fresh model and returns (probs_val, probs_test, probs_holdout, history).
-    Returns (data, probs_val, probs_test, probs_holdout, histories)."""
+    Returns (data, probs_val, probs_test, probs_holdout, histories, singles): singles (n_models > 1 only) holds each
+    model's own scores, its thresholds tuned on its own validation probabilities, for conclude(members=...)."""
     if n_models < 1 or (n_models > 1 and P.CV_FOLDS >= 2):
         raise LabError(f"SEEDS={n_models}: expected 1, or more than 1 with CV_FOLDS 0 (a seed ensemble on one split)")
     pv, pt, ph, hists = [], [], [], []
@@ -139,12 +140,24 @@ def seed_ensemble(P, fit_predict, data: Data, n_models: int, log=print):
         hists.append(hist)
         if n_models > 1:
             log(f"seed {P.SEED + k}: model {k + 1} of {n_models} trained")
+    singles = [single_scores(P, data, v, h, seed=P.SEED + k) for k, (v, h) in enumerate(zip(pv, ph))] if n_models > 1 else []
     if n_models > 1:
         data = Data(data.train, data.val, data.holdout, data.test, data.description + (
             f" Seed ensemble: {n_models} models (seeds {P.SEED}..{P.SEED + n_models - 1}) trained on the same split, "
             f"their probabilities averaged."), data.dropped)
     holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
-    return data, np.mean(pv, 0), np.mean(pt, 0), holdout, hists
+    return data, np.mean(pv, 0), np.mean(pt, 0), holdout, hists, singles
+
+
+def single_scores(P, data: Data, probs_val, probs_holdout=None, **facts) -> dict:
+    """One model's validation (and hold-out) macro-F1 with thresholds tuned on its own validation probabilities, as
+    conclude would score it alone; `facts` (e.g. seed) are copied into the record."""
+    t = thresholds.choose(data.y_val, probs_val, P.THRESHOLDS, P.FIXED_THRESHOLD)
+    r = {**facts, "val_macro_f1": metrics.macro_f1(data.y_val, thresholds.apply(probs_val, t))}
+    if probs_holdout is not None and data.holdout is not None:
+        r["holdout_macro_f1"] = metrics.macro_f1(data.holdout[EMOTIONS].to_numpy(np.float32),
+                                                 thresholds.apply(probs_holdout, t))
+    return r
 
 
 def class_weights(P, y_train):
@@ -153,8 +166,9 @@ def class_weights(P, y_train):
 
 
 def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=None, name="model",
-             study="ffnn", extra_headline=None, extra_metrics=None, notes=None):
+             study="ffnn", extra_headline=None, extra_metrics=None, notes=None, members=None):
     """Tune thresholds on validation, score, draw the figures, write thresholds.json, submission.csv and metrics.json.
+    `members`: the single models' scores of an ensemble (seed_ensemble's singles), reported beside the average.
 
     Returns (record, per-class DataFrame) for display.
     """
@@ -192,6 +206,13 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
     if history is not None and history.evals:
         report.save_figure(plots.loss_curves(history, f"{name}: loss"), P, "loss_curves")
     notes = list(notes or []) + baseline_verdicts(headline, mets["baselines"])
+    if members:
+        mets["ensemble_members"] = members
+        alone = "; ".join(f"seed {m.get('seed', i)}: validation {m['val_macro_f1']:.3f}" + (
+            f", hold-out {m['holdout_macro_f1']:.3f}" if "holdout_macro_f1" in m else "") for i, m in enumerate(members))
+        notes.append(f"an average of {len(members)} models; each alone (its own thresholds): {alone}; the average: "
+                     f"validation {headline['val_macro_f1']:.3f}" + (f", hold-out {headline['holdout_macro_f1']:.3f}"
+                                                                     if "holdout_macro_f1" in headline else ""))
     if data.dropped:
         notes.append(f"bad rows dropped: {sum(len(v) for v in data.dropped.values())}")
     rec = report.finish(P, headline, mets, STUDY_ROWS[study], notes)

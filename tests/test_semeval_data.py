@@ -112,13 +112,18 @@ def test_seed_ensemble_averages_models_on_one_split(data_dir):
         k = float(seed - P.SEED)
         return np.full((len(d.val), 11), k), np.full((len(d.test), 11), 2 * k), np.full((len(d.holdout), 11), 3 * k), k
 
-    d, pv, pt, ph, hists = emotion.seed_ensemble(P, fit_predict, data, 3, log=lambda *_: None)
+    d, pv, pt, ph, hists, singles = emotion.seed_ensemble(P, fit_predict, data, 3, log=lambda *_: None)
     assert seeds == [P.SEED, P.SEED + 1, P.SEED + 2] and hists == [0.0, 1.0, 2.0]
     assert np.allclose(pv, 1.0) and np.allclose(pt, 2.0) and np.allclose(ph, 3.0)  # means of 0,1,2 / 0,2,4 / 0,3,6
     assert "Seed ensemble: 3 models" in d.description and len(d.val) == len(data.val)
     seeds.clear()
-    d1, pv1, *_ = emotion.seed_ensemble(P, fit_predict, data, 1, log=lambda *_: None)
-    assert seeds == [P.SEED] and d1 is data and np.allclose(pv1, 0.0)
+    assert [m["seed"] for m in singles] == [P.SEED, P.SEED + 1, P.SEED + 2]
+    assert all(set(m) == {"seed", "val_macro_f1", "holdout_macro_f1"} for m in singles)
+    d1, pv1, *_, singles1 = emotion.seed_ensemble(P, fit_predict, data, 1, log=lambda *_: None)
+    assert seeds == [P.SEED] and d1 is data and np.allclose(pv1, 0.0) and singles1 == []
     with pytest.raises(LabError, match="SEEDS=2"):
         emotion.seed_ensemble(params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold",
                                               "N_SPLITS": 5, "CV_FOLDS": 2}, "02_encoders"), fit_predict, data, 2)
+    # a model scored alone: perfect probabilities score 1; the hold-out uses the thresholds tuned on validation
+    perfect = emotion.single_scores(P, data, data.y_val, data.holdout[semeval.EMOTIONS].to_numpy(float), seed=7)
+    assert perfect == {"seed": 7, "val_macro_f1": 1.0, "holdout_macro_f1": 1.0}
