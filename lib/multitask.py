@@ -791,6 +791,56 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
     return VariantRuns(results, best, best_model, warm, probe)
 
 
+# the studies' comparisons that the cpu profile keeps: (variant a, variant b, what b changes, the score that decides,
+# the direction the study found for b - a (+1 higher, -1 lower), what the study reported)
+COMPARISONS = [
+    ("baseline", "round_robin", "task-by-task vs round-robin schedule", "overall", +1,
+     "study 002: round robin 0.673 vs task-by-task 0.657 overall"),
+    ("round_robin", "cosine", "regression (pair) STS head vs cosine STS head", "sts_r", -1,
+     "study 003: cosine STS r 0.329, below its baseline's 0.427"),
+    ("cosine", "simcse", "unsupervised SimCSE added", "overall", +1,
+     "study 003: SimCSE 0.703 vs cosine 0.662 overall (STS r 0.586 vs 0.329)"),
+    ("simcse", "simcse_lora_noffn", "LoRA instead of full fine-tuning", "overall", -1,
+     "study 003: LoRA 0.727 vs full 0.732 overall (under 1% lower, 21% less training time)"),
+]
+
+
+def score_se(m: dict, n: dict, key: str) -> float:
+    """Standard error of one dev score from the dev sizes n {"sst", "para", "sts"}: accuracy sqrt(a(1-a)/n),
+    Pearson r (1-r^2)/sqrt(n), overall = (SST + PARA + (r+1)/2)/3 from its parts (independent tasks)."""
+    acc = lambda a, k: math.sqrt(a * (1 - a) / max(n[k], 1))  # noqa: E731
+    r_se = (1 - m["sts_r"] ** 2) / math.sqrt(max(n["sts"], 1))
+    if key == "sst_acc":
+        return acc(m["sst_acc"], "sst")
+    if key == "para_acc":
+        return acc(m["para_acc"], "para")
+    if key == "sts_r":
+        return r_se
+    return math.sqrt(acc(m["sst_acc"], "sst") ** 2 + acc(m["para_acc"], "para") ** 2 + (r_se / 2) ** 2) / 3
+
+
+def comparison_verdicts(runs: VariantRuns, dev_sizes: dict) -> list[str]:
+    """One plain line per COMPARISONS pair whose two variants ran: the deciding score of each, the difference against
+    the standard error of the difference (unpaired, so conservative: both are scored on the same dev examples),
+    the direction the study found and whether ours agrees, and each variant's training time."""
+    by = {r.name: r for r in runs.results}
+    lines = []
+    for a, b, what, key, study_sign, study in COMPARISONS:
+        if a not in by or b not in by:
+            continue
+        ma, mb = by[a].metrics, by[b].metrics
+        d = mb[key] - ma[key]
+        se = math.hypot(score_se(ma, dev_sizes, key), score_se(mb, dev_sizes, key))
+        if abs(d) < se:
+            verdict = "too small to call (under one standard error), so it neither confirms nor contradicts the study"
+        else:
+            verdict = "agrees with the study" if (d > 0) == (study_sign > 0) else "goes against the study"
+        lines.append(f"{what} ({a} -> {b}): {key} {ma[key]:.3f} -> {mb[key]:.3f} ({d:+.3f}, standard error of the "
+                     f"difference ~{se:.3f}): {verdict} ({study}); training {by[a].train_seconds:.0f} s vs "
+                     f"{by[b].train_seconds:.0f} s")
+    return lines
+
+
 def variant_verdicts(runs: VariantRuns) -> list[str]:
     """One plain line per variant: does its dev overall beat what it started from (the pretrained warm start when
     there is one, else chance), and did a task fall below the warm start's score (forgetting)?"""

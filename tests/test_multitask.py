@@ -390,3 +390,30 @@ def test_dev_curves_draw_the_warm_start_line():
     ax = fig.axes[0]
     assert [tuple(line.get_ydata()) for line in ax.lines] == [(0.699, 0.699), (0.71,)]
     assert ax.get_legend_handles_labels()[1] == ["warm start (no fine-tuning)", "cosine"]
+
+
+def test_score_standard_errors_by_hand():
+    n = {"sst": 100, "para": 100, "sts": 100}
+    m = {"sst_acc": 0.5, "para_acc": 0.5, "sts_r": 0.0}
+    assert mt.score_se(m, n, "sst_acc") == pytest.approx(0.05)  # sqrt(0.25 / 100)
+    assert mt.score_se(m, n, "sts_r") == pytest.approx(0.1)  # (1 - 0) / sqrt(100)
+    # overall = (SST + PARA + (r + 1) / 2) / 3: sqrt(0.05^2 + 0.05^2 + 0.05^2) / 3
+    assert mt.score_se(m, n, "overall") == pytest.approx(math.sqrt(3 * 0.0025) / 3)
+
+
+def test_comparison_verdicts_agree_disagree_or_too_small_to_call():
+    n = {"sst": 100, "para": 100, "sts": 100}
+    runs = mt.VariantRuns([_result("baseline", 0.5, 0.5, 0.0), _result("round_robin", 0.6, 0.6, 0.0),
+                           _result("cosine", 0.6, 0.6, 0.05), _result("simcse", 0.5, 0.5, 0.0),
+                           _result("simcse_lora_noffn", 0.7, 0.7, 0.2)], best=None, best_model=None)
+    lines = mt.comparison_verdicts(runs, n)
+    assert len(lines) == 4
+    # round robin: overall 0.500 -> 0.567, +0.067 against a standard error of ~0.041: the study's direction
+    assert lines[0].startswith("task-by-task vs round-robin schedule (baseline -> round_robin): overall 0.500 -> 0.567 "
+                               "(+0.067, standard error of the difference ~0.041): agrees with the study")
+    assert "training 10 s vs 10 s" in lines[0]
+    assert "sts_r 0.000 -> 0.050" in lines[1] and "too small to call" in lines[1]  # +0.05 against ~0.141
+    assert "goes against the study" in lines[2]  # SimCSE lowered overall, the study found it raised it
+    assert "goes against the study" in lines[3]  # LoRA far above full fine-tuning; the study: slightly below
+    only_two = mt.VariantRuns(runs.results[:2], best=None, best_model=None)
+    assert len(mt.comparison_verdicts(only_two, n)) == 1  # pairs whose variants did not both run are skipped
