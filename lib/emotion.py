@@ -98,24 +98,32 @@ def cross_validate(P, fit_predict, n_models: int, log=print):
     if P.SPLIT != "kfold" or not 2 <= n_models <= P.N_SPLITS:
         raise LabError(f"CV_FOLDS={n_models}: cross-validation needs SPLIT='kfold' and 2 <= CV_FOLDS <= N_SPLITS "
                        f"({P.N_SPLITS})")
-    vals, pv, pt, ph, hists, first = [], [], [], [], [], None
+    vals, outs, first = [], [], None
     for k in range(n_models):
         d = prepare(P, fold=k)
         first = first or d
-        v, t, h, hist = fit_predict(d, P.SEED)
+        outs.append(fit_predict(d, P.SEED))
         vals.append(d.val)
-        pv.append(np.asarray(v))
-        pt.append(np.asarray(t))
-        ph.append(None if h is None else np.asarray(h))
-        hists.append(hist)
         log(f"fold {k}: trained on {len(d.train):,}, validated on {len(d.val):,}")
+    pv, pt, ph, hists = _gather(outs)
     val = pd.concat(vals).reset_index(drop=True)
     desc = (f"{n_models}-fold cross-validation: MultilabelStratifiedKFold({P.N_SPLITS} folds, seed {P.SEED}), one model "
             f"per fold 0..{n_models - 1}; validation = the {len(val):,} out-of-fold tweets of those folds; test and "
             f"hold-out probabilities averaged over the {n_models} models")
     data = Data(first.train, val, first.holdout, first.test, desc, first.dropped)
-    holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
-    return data, np.concatenate(pv), np.mean(pt, 0), holdout, hists
+    return data, np.concatenate(pv), np.mean(pt, 0), _mean_or_none(ph), hists
+
+
+def _gather(outs):
+    """fit_predict's (probs_val, probs_test, probs_holdout, history) per model -> lists of each (holdout None kept)."""
+    pv, pt, ph, hists = zip(*outs)
+    return ([np.asarray(v) for v in pv], [np.asarray(t) for t in pt],
+            [None if h is None else np.asarray(h) for h in ph], list(hists))
+
+
+def _mean_or_none(arrays):
+    """The mean of the models' hold-out probabilities; None when any model has none."""
+    return None if any(a is None for a in arrays) else np.mean(arrays, 0)
 
 
 def seed_ensemble(P, fit_predict, data: Data, n_models: int, log=print):
@@ -129,24 +137,21 @@ def seed_ensemble(P, fit_predict, data: Data, n_models: int, log=print):
     model's own scores, its thresholds tuned on its own validation probabilities, for conclude(members=...)."""
     if n_models < 1 or (n_models > 1 and P.CV_FOLDS >= 2):
         raise LabError(f"SEEDS={n_models}: expected 1, or more than 1 with CV_FOLDS 0 (a seed ensemble on one split)")
-    pv, pt, ph, hists = [], [], [], []
+    outs = []
     for k in range(n_models):
         if k:
             params.seed_everything(P.SEED + k)
-        v, t, h, hist = fit_predict(data, P.SEED + k)
-        pv.append(np.asarray(v))
-        pt.append(np.asarray(t))
-        ph.append(None if h is None else np.asarray(h))
-        hists.append(hist)
+        outs.append(fit_predict(data, P.SEED + k))
         if n_models > 1:
             log(f"seed {P.SEED + k}: model {k + 1} of {n_models} trained")
-    singles = [single_scores(P, data, v, h, seed=P.SEED + k) for k, (v, h) in enumerate(zip(pv, ph))] if n_models > 1 else []
+    pv, pt, ph, hists = _gather(outs)
+    singles = ([single_scores(P, data, v, h, seed=P.SEED + k) for k, (v, h) in enumerate(zip(pv, ph))]
+               if n_models > 1 else [])
     if n_models > 1:
         data = Data(data.train, data.val, data.holdout, data.test, data.description + (
             f" Seed ensemble: {n_models} models (seeds {P.SEED}..{P.SEED + n_models - 1}) trained on the same split, "
             f"their probabilities averaged."), data.dropped)
-    holdout = None if any(h is None for h in ph) else np.mean(ph, 0)
-    return data, np.mean(pv, 0), np.mean(pt, 0), holdout, hists, singles
+    return data, np.mean(pv, 0), np.mean(pt, 0), _mean_or_none(ph), hists, singles
 
 
 def single_scores(P, data: Data, probs_val, probs_holdout=None, **facts) -> dict:
