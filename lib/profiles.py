@@ -86,7 +86,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "07_emotion_ensemble": {  # blends finished runs of 01-03 (listed in RUNS below); nothing to shrink
         "smoke": {},
         "cpu": {},
-        "gpu": {"WEIGHT_STEP": 0.2},  # five members: 126 weight vectors instead of 1,001
+        "gpu": {"WEIGHT_STEP": 0.2},  # four members: 56 weight vectors instead of 286
     },
     "06_multitask": {
         "smoke": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "VARIANTS": ["baseline", "final_002", "simcse_lora"],
@@ -133,7 +133,9 @@ _ENCODER_GPU = [("02_encoders", "roberta-base-naive", {"MODEL": "roberta-base", 
 _GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "LR": 0.0005}
 # generative examples are ~4x longer (prompt + answer, ~115 tokens) but two thirds of that is the prompt prefix every
 # tweet shares, which training runs once per batch (decoders.sft_loss): 400 tweets fit where 240 full prompts did
+# gemma-3-270m-naive: the decoder family's naive run (no class weights, threshold 0.5), as 01's and 02's
 _DECODER_CPU = [("03_qlora_decoders", "gemma-3-270m-classifier", {}),
+                ("03_qlora_decoders", "gemma-3-270m-naive", _NAIVE),
                 ("03_qlora_decoders", "smollm2-135m-generative",
                  {**_GENERATIVE, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 150, "MAX_NEW_TOKENS": 16,
                   # generating for 128 test tweets, 12 tokens each: batch 16 17.3 s, 32 15.6, 64 12.2, 128 16.0
@@ -147,11 +149,13 @@ _DECODER_GPU = [("03_qlora_decoders", "gemma-2b-classifier", {}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-instruct-generative",
                  {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002}),
                 ("03_qlora_decoders", "stella-en-1.5b-classifier", {"MODEL": "dunzhang/stella_en_1.5B_v5"})]
-# blends of the emotion runs above (weights and thresholds on validation only): each profile's strongest members
-_ENSEMBLE_CPU = [("07_emotion_ensemble", "blend", {"MEMBERS": ["01_ffnn/improved", "02_encoders/minilm-improved",
+# blends of the emotion runs above (weights and thresholds on validation only): each profile's strongest members that
+# validate on the same tweets (fold 0 of the train file); the FFNN validates on the dev file (notebook 01 says why)
+# and had weight 0.0 in the cpu blend when it could take part (2026-12-01)
+_ENSEMBLE_CPU = [("07_emotion_ensemble", "blend", {"MEMBERS": ["02_encoders/minilm-improved",
                                                                "03_qlora_decoders/gemma-3-270m-classifier"]})]
 _ENSEMBLE_GPU = [("07_emotion_ensemble", "blend", {"MEMBERS": [
-    "01_ffnn/improved", "02_encoders/distilroberta-base", "02_encoders/modernbert-base",
+    "02_encoders/distilroberta-base", "02_encoders/modernbert-base",
     "03_qlora_decoders/gemma-2b-classifier", "03_qlora_decoders/llama-3.2-1b-classifier"]})]
 _CDEC_CPU = [("04_cdec", "minilm-smollm", {})]
 _CDEC_GPU = [("04_cdec", "modernbert-qwen", {}),

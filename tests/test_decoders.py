@@ -157,3 +157,36 @@ def test_sft_batches_are_right_padded_with_the_pad_id_and_masked_labels():
     assert b["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
     assert b["labels"].tolist() == [[-100, 6, 7], [8, -100, -100]]
     assert tok.padding_side == "left"  # the caller's tokenizer is left as it was
+
+
+def test_predict_reuses_the_restored_evaluations_logits_and_merging_keeps_them():
+    """decoders.predict's two shortcuts: the validation logits of the evaluation train.fit restored (not the last
+    one) are the restored model's, and merging the LoRA adapter into the weights leaves the logits unchanged."""
+    import numpy as np
+
+    from lib import train
+    model = get_peft_model(_tiny_classifier(), LoraConfig(r=4, lora_alpha=8, task_type=TaskType.SEQ_CLS,
+                                                          target_modules="all-linear"))
+    x = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
+    setup = decoders.TrainingSetup.__new__(decoders.TrainingSetup)  # only its record of evaluations is used here
+    setup.val_logits = []
+    scores = iter([0.2, 0.9, 0.4])  # the second evaluation is the best: its state is restored
+
+    def evaluate(m):
+        setup.val_logits.append(m(input_ids=x).logits.detach().numpy())
+        return {"loss": 0.0, "macro_f1": next(scores)}
+
+    def loss_fn(m, b):
+        return m(input_ids=b).logits.pow(2).mean() * -1  # any loss that moves the adapter and the head
+
+    hist = train.fit(model, [x] * 2, loss_fn, evaluate, train.TrainConfig(epochs=3, lr=0.05, scheduler="none"),
+                     log=lambda *_: None)
+    restored = setup.restored_val_logits(hist)
+    model.eval()
+    now = model(input_ids=x).logits.detach().numpy()
+    assert np.allclose(restored, now, atol=1e-6) and not np.allclose(setup.val_logits[-1], now, atol=1e-3)
+    merged = model.merge_and_unload().eval()
+    assert not any("lora" in n for n, _ in merged.named_parameters())
+    assert np.allclose(merged(input_ids=x).logits.detach().numpy(), now, atol=1e-5)
+    setup.val_logits.pop()  # an evaluation this process did not see (another rank's, a resumed run's): no reuse
+    assert setup.restored_val_logits(hist) is None
