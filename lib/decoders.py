@@ -365,6 +365,9 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
         probs = {n: encoders.sigmoid(known if n == "val" and known is not None
                                      else encoders.predict_logits(model, tok, ds, P.EVAL_BATCH_SIZE))
                  for n, ds in setup.sets.items() if n != "train"}
+        extra["predicted_tweets"] = sum(len(p) for n, p in probs.items() if n != "val" or known is None)
+        if known is not None:
+            notes.append("validation probabilities from the training run's restored evaluation (the same model)")
     else:
         probs, stats, answers = {}, {}, {}
         named = [("val", data.val), ("test", data.test)] + ([("holdout", data.holdout)] if data.holdout is not None else [])
@@ -372,6 +375,7 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
             answers[n] = generate_answers(model, tok, df["Tweet"].tolist(), labels, P.EVAL_BATCH_SIZE, P.MAX_NEW_TOKENS)
             pred, stats[n] = answers_to_matrix(answers[n], labels)
             probs[n] = pred.astype(float)
+        extra["predicted_tweets"] = sum(len(p) for p in probs.values())
         P["THRESHOLDS"] = "fixed"
         extra["parsing"] = stats
         if zero_shot_scores is not None:

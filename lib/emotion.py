@@ -15,7 +15,6 @@ scored on all of validation), and the submission uses thresholds tuned on all of
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np

@@ -47,14 +47,20 @@ def _matches(o: str, nb: str, name: str) -> bool:
 
 
 def plan(profile: str, only: list[str] | None = None) -> list[tuple[str, str, dict]]:
+    """The runs `run_all.sh` makes: the profile's RUNS, or those --only selects; an opt-in run of
+    profiles.OPTIONAL_RUNS only when --only names it whole (notebook/run)."""
     runs = profiles.RUNS[profile]
     if only:
-        unknown = [o for o in only if not any(_matches(o, nb, name) for nb, name, _ in runs)]
+        extra = [r for r in profiles.OPTIONAL_RUNS.get(profile, [])
+                 if any("/" in o and _matches(o, r[0], r[1]) for o in only)]
+        pool = runs + extra
+        unknown = [o for o in only if not any(_matches(o, nb, name) for nb, name, _ in pool)]
         if unknown:
-            known = sorted({nb for nb, _, _ in runs} | {f"{nb}/{name}" for nb, name, _ in runs})
+            every = runs + profiles.OPTIONAL_RUNS.get(profile, [])
+            known = sorted({nb for nb, _, _ in runs} | {f"{nb}/{name}" for nb, name, _ in every})
             raise SystemExit(f"--only {', '.join(unknown)}: no such experiment in profile {profile}; "
                              f"known: {', '.join(known)}")
-        runs = [r for r in runs if any(_matches(o, r[0], r[1]) for o in only)]
+        runs = [r for r in runs if any(_matches(o, r[0], r[1]) for o in only)] + extra
     return runs
 
 

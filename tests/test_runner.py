@@ -172,3 +172,11 @@ def test_only_picks_a_notebook_or_one_run_of_it():
     assert [name for _, name, _ in runner.plan("cpu", ["ffnn/naive", "01/improved"])] == ["naive", "improved"]
     with pytest.raises(SystemExit, match="02_encoders/minilm-naive"):  # the error lists the runs one can pick
         runner.plan("cpu", ["02_encoders/no-such-run"])
+    # an opt-in run: made only when named whole, never by its notebook's name or by the default plan
+    assert ("03_qlora_decoders", "gemma-3-270m-naive") not in [(nb, n) for nb, n, _ in runner.plan("cpu")]
+    assert "gemma-3-270m-naive" not in [n for _, n, _ in runner.plan("cpu", ["03_qlora_decoders"])]
+    picked = runner.plan("cpu", ["03_qlora_decoders/gemma-3-270m-naive", "ffnn/naive"])
+    assert [(nb, n) for nb, n, _ in picked] == [("01_ffnn", "naive"), ("03_qlora_decoders", "gemma-3-270m-naive")]
+    assert picked[1][2]["CLASS_WEIGHTS"] is False
+    with pytest.raises(SystemExit, match="03_qlora_decoders/gemma-3-270m-naive"):  # listed among the known runs
+        runner.plan("cpu", ["03_qlora_decoders/nope"])
