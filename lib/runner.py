@@ -372,6 +372,9 @@ def main(argv=None) -> int:
     if a.list:
         for nb, run, params in runs:
             print(f"{nb}/{run}  {json.dumps(params)}")
+        if not a.only:
+            for nb, run, params in profiles.OPTIONAL_RUNS.get(profile, []):
+                print(f"{nb}/{run}  {json.dumps(params)}  (opt-in: --only {nb}/{run})")
         return 0
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
     print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
