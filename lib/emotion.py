@@ -330,7 +330,7 @@ def baseline_verdicts(headline: dict, base: dict) -> list[str]:
             hv, hb = headline["holdout_macro_f1"], b["holdout_macro_f1"]
             parts.append(f"hold-out {hv:.3f} vs {hb:.3f} ({'above' if hv > hb else 'NOT above'})" if parts else
                          f"hold-out macro-F1 {hv:.3f} {'beats' if hv > hb else 'does NOT beat'} {name} ({hb:.3f}, "
-                         f"its validation on these tweets)")
+                         f"on the same tweets)")
         if parts:
             lines.append("; ".join(parts))
     return lines

@@ -79,4 +79,4 @@ def test_ffnn_validated_on_dev_is_compared_on_our_hold_out(tmp_path, monkeypatch
     name = f"FFNN ({emotion.FFNN_RUN}; its thresholds were tuned on some of these tweets)"
     assert b[name] == {"holdout_macro_f1": pytest.approx(1 / 11)}  # class 1 perfect, the others absent
     lines = emotion.baseline_verdicts({"val_macro_f1": 0.5, "holdout_macro_f1": 0.2}, b)
-    assert f"hold-out macro-F1 0.200 beats {name} (0.091, its validation on these tweets)" in lines
+    assert f"hold-out macro-F1 0.200 beats {name} (0.091, on the same tweets)" in lines
