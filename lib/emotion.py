@@ -240,6 +240,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
     if data.dropped:
         notes.append(f"bad rows dropped: {sum(len(v) for v in data.dropped.values())}")
     rec = report.finish(P, headline, mets, STUDY_ROWS[study], notes)
+    print("\n".join(f"* {n}" for n in rec["notes"]))  # the verdicts in the report itself, not only in the index
     table = pd.DataFrame(val_rep["per_class"]).T
     table["threshold"] = t
     return rec, table
