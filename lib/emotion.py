@@ -275,7 +275,7 @@ def baselines(P, data: Data, study: str, zero_shot: dict | None = None) -> dict:
       on this run's validation tweets and on its hold-out, each where the FFNN predicted every one of them (it
       validates on the official dev file, which is 02's and 03's hold-out); the name says when the FFNN's thresholds
       were tuned on those tweets (in its favour); no score where it did not predict them all.
-    * the untuned model (zero-shot) when the run scored one (03 generative).
+    * the untuned model (zero-shot) when the run scored one (03 generative; scored as the tuned model is, decoders.zero_shot).
     """
     q = data.y_train.mean(0)
     p = data.y_val.mean(0)

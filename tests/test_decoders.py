@@ -111,6 +111,59 @@ def test_prefix_cached_generation_matches_full_prompts_and_training_ids():
     assert tok.decode(ex["input_ids"][len(prompt):], skip_special_tokens=True).strip() == L[0]
 
 
+def test_label_probs_keep_each_labels_best_first_token_probability_until_the_answer_ends():
+    """LabelProbs on hand-worked steps: label 0 starts with token 1, label 1 with token 2 or 3 (with/without a
+    space); a row stops counting once it has generated a stop token (0); the logits pass through unchanged."""
+    import math
+    rec = decoders.LabelProbs([[1], [2, 3]], stop_ids=[0], n_rows=2, n_prompt=2)
+    step1 = torch.tensor([[0.1, 0.6, 0.2, 0.1], [0.4, 0.1, 0.2, 0.3]]).log()
+    assert rec(torch.tensor([[9, 9], [9, 9]]), step1) is step1
+    assert torch.allclose(rec.best, torch.tensor([[0.6, 0.2], [0.1, 0.3]]))
+    step2 = torch.tensor([[0.1, 0.2, 0.1, 0.6], [0.1, 0.8, 0.05, 0.05]]).log()
+    rec(torch.tensor([[9, 9, 1], [9, 9, 0]]), step2)  # row 1 answered the stop token: its 0.8 must not count
+    assert torch.allclose(rec.best, torch.tensor([[0.6, 0.6], [0.1, 0.3]]))
+    assert math.isclose(float(rec.best.sum()), 1.6, rel_tol=1e-6)
+
+
+class _LetterTok:
+    """A tokenizer whose ids are the characters' codes (leading spaces dropped): 'apple' and 'avocado' share 'a'."""
+    name_or_path = "letters"
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text.strip()]}
+
+    def convert_ids_to_tokens(self, i):
+        return chr(i)
+
+
+def test_label_first_tokens_refuses_labels_that_start_alike():
+    assert decoders.label_first_tokens(_LetterTok(), ["apple", "banana"]) == [[ord("a")], [ord("b")]]
+    with pytest.raises(decoders.LabError, match="'apple' and 'avocado' start with the same token 'a'"):
+        decoders.label_first_tokens(_LetterTok(), ["apple", "avocado"])
+    tok = models.load_tokenizer(models.INSTRUCT)  # the embedded instruct model: its 11 emotions start apart
+    assert len({i for ids in decoders.label_first_tokens(tok, L) for i in ids}) == sum(
+        len(ids) for ids in decoders.label_first_tokens(tok, L))
+
+
+def test_generation_scores_leave_the_answers_unchanged_and_hold_the_first_steps_probabilities():
+    """scores=True adds a logits processor: the answers must not change, and each label's score is at least the
+    probability its first token gets right after the full prompt (computed here by one plain forward pass)."""
+    from transformers import AutoModelForCausalLM
+    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
+    model = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32).eval()
+    tweets = ["I am so happy today!", "Why does this always happen to me, I hate it", "Scared of the exam tomorrow"]
+    plain = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=5)
+    answers, scores = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=5, scores=True)
+    assert answers == plain and scores.shape == (len(tweets), len(L))
+    assert ((scores >= 0) & (scores <= 1)).all() and scores.max() > 0.01
+    firsts = decoders.label_first_tokens(tok, L)
+    for t, row in zip(tweets, scores):
+        with torch.no_grad():
+            p0 = model(input_ids=torch.tensor([decoders.prompt_ids(tok, t, L)])).logits[0, -1].softmax(-1)
+        first_step = [float(p0[ids].max()) for ids in firsts]
+        assert all(s >= f - 1e-4 for s, f in zip(row, first_step)), (t, row, first_step)
+
+
 def test_prefix_cached_sft_loss_equals_full_forward_loss_and_gradients():
     """Training runs the shared prompt prefix once per batch (its cache repeated across the batch): the loss and the
     LoRA gradients must equal those of the full forward over every padded example (dropout off so both see the same
