@@ -221,7 +221,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
         (P.out / "holdout_ids.txt").write_text("\n".join(map(str, data.holdout["ID"])) + "\n")
     report.save_figure(plots.per_class_bars(val_rep["per_class"], f"{name}: validation P/R/F1 per class"), P,
                        "per_class_f1")
-    if not np.isin(probs_val, (0, 1)).all():  # generated answers are already 0/1: no threshold curve to draw
+    if not np.isin(probs_val, (0, 1)).all():  # 0/1 scores (parsed answers, LABEL_SCORES "answers"): no threshold curve
         report.save_figure(plots.threshold_curves(y_val, probs_val, EMOTIONS, t), P, "threshold_curves")
     if history is not None and history.evals:
         report.save_figure(plots.loss_curves(history, f"{name}: loss"), P, "loss_curves")
