@@ -220,10 +220,10 @@ class LabelProbs:
         self.best = torch.zeros(n_rows, len(firsts))
 
     def __call__(self, input_ids, scores):
-        p = scores.float().softmax(-1).cpu()
+        p = scores.float().softmax(-1)  # on the model's device; only the labels' columns come to the host
+        step = torch.stack([p[:, ids].max(1).values for ids in self.firsts], 1).cpu()
         gen = input_ids[:, self.n_prompt:].cpu()
         live = ~torch.isin(gen, self.stop).any(1) if gen.shape[1] else torch.ones(len(gen), dtype=torch.bool)
-        step = torch.stack([p[:, ids].max(1).values for ids in self.firsts], 1)
         self.best = torch.where(live[:, None], torch.maximum(self.best, step), self.best)
         return scores
 
