@@ -444,8 +444,8 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
         if P.LABEL_SCORES == "answers":
             P["THRESHOLDS"] = "fixed"  # 0/1 answers: nothing to tune
         else:
-            notes.append("each label scored by the highest probability the tuned model gave its first token while "
-                         "generating the answer (thresholds tuned on these, as a classifier's); the parsed answers "
+            notes.append("each label scored by the square root of the highest probability the tuned model gave its "
+                         "first token while generating the answer (thresholds tuned on these, as a classifier's); the parsed answers "
                          "alone (0/1) score macro-F1 " + ", ".join(
                              f"{v:.3f} on {'validation' if k.startswith('val') else 'the hold-out'}" for k, v in parsed.items()))
         if zero_shot_scores is not None:
