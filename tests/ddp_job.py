@@ -39,6 +39,10 @@ def main(out: str, per_rank_batch: int):
         json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),
                    "best": hist.best["neg_mse"], "steps": hist.optimizer_steps, "procs": hist.num_processes,
                    "preds": preds}, open(out, "w"))
+    # tear the gloo group down before the interpreter exits: left to exit, its threads can abort rank 0
+    # ("terminate called without an active exception", SIGABRT), as CI saw once at stop 25
+    acc.wait_for_everyone()
+    acc.destroy_process_group()
 
 
 if __name__ == "__main__":
