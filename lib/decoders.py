@@ -379,7 +379,7 @@ def generative_scores(P, model, tok, tweets, labels) -> tuple[np.ndarray, np.nda
     # the square root (monotone: what a threshold can separate is unchanged) lifts rare labels' first-token
     # probabilities, often 0.003-0.05, into the threshold grid (0.05-0.95): on the raw probabilities 3 of SmolLM2's 11
     # tuned thresholds sat at the grid's floor of 0.05; with the root none does, and validation cross-fitted / hold-out
-    # went 0.438 / 0.487 -> 0.469 / 0.501 on the cpu run's saved scores (2026-12-02)
+    # went 0.438 / 0.487 -> 0.469 / 0.501 (from the cpu run's saved scores, then the same in a fresh full run, 2026-12-02)
     return (np.sqrt(probs.astype(float)) if P.LABEL_SCORES == "probs" else pred.astype(float)), pred, answers, stats
 
 
