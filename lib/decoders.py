@@ -156,9 +156,14 @@ def sft_loss(n_prefix: int = 0):
         cache = m(input_ids=ids[:1, :n_prefix], past_key_values=DynamicCache(), use_cache=True,
                   logits_to_keep=1).past_key_values
         cache.batch_repeat_interleave(ids.shape[0])
-        logits = m(input_ids=ids[:, n_prefix:], attention_mask=att, past_key_values=cache, use_cache=True).logits
-        # position t of the rest predicts token t + 1 of the rest; the prefix's own targets are prompt (-100)
-        return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), lab[:, n_prefix + 1:].flatten(), ignore_index=-100)
+        # position t of the rest predicts token t + 1 of the rest; the prefix's own targets are prompt (-100). The
+        # vocabulary projection runs only from the batch's first answer target on (logits_to_keep): the tweets
+        # before it carry no loss, and SmolLM2's 49k-word head is ~a fifth of its compute per position
+        target = lab[:, n_prefix + 1:]
+        first = int((target != -100).any(0).int().argmax())
+        logits = m(input_ids=ids[:, n_prefix:], attention_mask=att, past_key_values=cache, use_cache=True,
+                   logits_to_keep=target.shape[1] + 1 - first).logits
+        return F.cross_entropy(logits[:, :-1].float().flatten(0, 1), target[:, first:].flatten(), ignore_index=-100)
     return loss_fn
 
 

@@ -1,5 +1,6 @@
 """The shared training loop (lib.train.fit): best checkpoint restored, early stopping, frozen weights untouched,
 learning-rate groups and schedules."""
+import pytest
 import torch
 
 from lib import train
@@ -215,3 +216,53 @@ def test_reduced_precision_applies_to_the_loss_only_and_the_model_comes_back_unw
     assert hist.precision == "bf16"
     assert dtypes == [torch.bfloat16, torch.bfloat16, torch.float32]   # autocast in the loss, not in evaluate()
     assert model.forward == forward and model(batches[0][0]).dtype == torch.float32
+
+
+def test_the_fused_optimiser_makes_the_same_update_as_the_per_tensor_one():
+    """make_optimizer uses torch's fused AdamW on CPU (train.fused_supported); over a few steps with weight decay
+    groups it must move the weights as the default (foreach) AdamW does, up to float rounding."""
+    torch.manual_seed(0)
+    a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    b = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
+    b.load_state_dict(a.state_dict())
+    start = a[0].weight.detach().clone()
+    fused = train.make_optimizer(a, train.TrainConfig(lr=0.01, weight_decay=0.1))
+    assert fused.defaults["fused"] is True
+    index, twins = {id(p): i for i, p in enumerate(a.parameters())}, list(b.parameters())
+    plain = torch.optim.AdamW([{"params": [twins[index[id(p)]] for p in g["params"]], "lr": g["lr"],
+                                "weight_decay": g["weight_decay"]} for g in fused.param_groups])
+    assert plain.defaults["fused"] is None
+    x, y = torch.randn(16, 4), torch.randn(16, 2)
+    for _ in range(5):
+        for m, opt in ((a, fused), (b, plain)):
+            torch.nn.functional.mse_loss(m(x), y).backward()
+            opt.step(); opt.zero_grad()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        assert torch.allclose(p, q, atol=1e-6), n
+    assert (a[0].weight - start).abs().max() > 1e-3  # the steps did move the weights
+
+
+def test_fused_optimiser_only_for_float_parameters():
+    assert train.fused_supported([torch.nn.Parameter(torch.zeros(2))])
+    assert not train.fused_supported([torch.zeros(2, dtype=torch.int8)])
+    assert not train.fused_supported([])
+
+
+@pytest.mark.parametrize("shape", ["linear", "cosine"])
+@pytest.mark.parametrize("warm,total", [(0, 7), (3, 10), (174, 579), (5, 5)])
+def test_warmup_schedules_equal_transformers_own(shape, warm, total):
+    """lib.train writes transformers' two warmup schedules out on LambdaLR (importing them costs ~4 s): every step's
+    learning rate must be the very float transformers gives."""
+    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+    theirs_fn = get_linear_schedule_with_warmup if shape == "linear" else get_cosine_schedule_with_warmup
+    rates = []
+    for make in (lambda o: train.make_scheduler(o, train.TrainConfig(lr=3e-4, scheduler=shape,
+                                                                     warmup_ratio=warm / total), total),
+                 lambda o: theirs_fn(o, int(warm / total * total), total)):  # make_scheduler's rounding
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
+        sched, seen = make(opt), []
+        for _ in range(total + 2):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step(); sched.step()
+        rates.append(seen)
+    assert rates[0] == rates[1] and max(rates[0]) > 0
