@@ -66,8 +66,9 @@ def _sha256(path: Path, chunk: int = 1 << 22) -> str:
 @contextlib.contextmanager
 def _gguf_metadata_read_once():
     """transformers parses a GGUF file's metadata (for Gemma a 262k-word vocabulary, read field by field) once for the
-    config, once for the tokenizer and once with the tensors: ~25 s each for Gemma-3-270M on 2 cores. Inside this
-    block the metadata-only reads (config, tokenizer) share one parse; each caller gets its own copy."""
+    config, once for the tokenizer and once with the tensors. Inside this block the metadata-only reads (config,
+    tokenizer) share one parse, each caller getting its own copy: Gemma-3-270M's conversion 103 -> 89 s on 2 cores,
+    byte-identical files (2026-12-02)."""
     import copy
 
     import transformers.modeling_gguf_pytorch_utils as gguf_utils

@@ -71,3 +71,26 @@ def test_dropout_set_turns_dropout_on_for_one_block_only():
         assert (z[:2] - z[2:]).abs().max() > 1e-3  # two different masks: SimCSE has positives to learn from
         assert torch.equal(model.embed(sents), a)  # restored after the block
     assert all(d.p == 0.0 for d in model.encoder.modules() if isinstance(d, torch.nn.Dropout))
+
+
+def test_gguf_metadata_is_parsed_once_inside_a_conversion():
+    """_convert_gguf's metadata-only reads (config, tokenizer) share one parse; reads with tensors pass through;
+    every caller gets its own copy; the original function is back afterwards."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+    calls, real = [], gguf_utils.load_gguf_checkpoint
+
+    def fake(path, return_tensors=False, **kw):
+        calls.append((path, return_tensors))
+        return {"config": {"n": 1}, "tensors": return_tensors}
+    gguf_utils.load_gguf_checkpoint = fake
+    try:
+        with models._gguf_metadata_read_once():
+            a = gguf_utils.load_gguf_checkpoint("m.gguf", return_tensors=False)
+            a["config"]["n"] = 2  # a caller changing its copy changes nothing for the next one
+            b = gguf_utils.load_gguf_checkpoint("m.gguf")
+            c = gguf_utils.load_gguf_checkpoint("m.gguf", return_tensors=True)
+        assert b == {"config": {"n": 1}, "tensors": False} and c["tensors"] is True
+        assert calls == [("m.gguf", False), ("m.gguf", True)]
+        assert gguf_utils.load_gguf_checkpoint is fake
+    finally:
+        gguf_utils.load_gguf_checkpoint = real

@@ -175,6 +175,9 @@ def test_only_picks_a_notebook_or_one_run_of_it():
     # an opt-in run: made only when named whole, never by its notebook's name or by the default plan
     assert ("03_qlora_decoders", "gemma-3-270m-naive") not in [(nb, n) for nb, n, _ in runner.plan("cpu")]
     assert "gemma-3-270m-naive" not in [n for _, n, _ in runner.plan("cpu", ["03_qlora_decoders"])]
+    assert [n for _, n, _ in runner.plan("cpu", ["02_encoders"])] == ["minilm-improved"]  # the encoders' naive: opt-in
+    assert [n for _, n, _ in runner.plan("smoke", ["02_encoders"])] == ["minilm-naive", "minilm-improved"]
+    assert runner.plan("cpu", ["02_encoders/minilm-naive"])[0][2]["THRESHOLDS"] == "fixed"
     picked = runner.plan("cpu", ["03_qlora_decoders/gemma-3-270m-naive", "ffnn/naive"])
     assert [(nb, n) for nb, n, _ in picked] == [("01_ffnn", "naive"), ("03_qlora_decoders", "gemma-3-270m-naive")]
     assert picked[1][2]["CLASS_WEIGHTS"] is False
