@@ -40,4 +40,4 @@ setup() {
 
 if [ "${1:-}" = "--setup-only" ]; then setup; exit 0; fi
 PY=$(setup)
-exec "$PY" -m lib.runner "$@"
+exec "$PY" -m lib.running.runner "$@"

@@ -6,7 +6,7 @@ import sys
 
 import torch
 
-from lib import train
+from lib.training import train
 
 
 def main(out: str, per_rank_batch: int):

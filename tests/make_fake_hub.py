@@ -28,7 +28,7 @@ from pathlib import Path
 REV = "0" * 39 + "1"  # fake commit hash of every snapshot
 LAYERS, HIDDEN, HEADS, FF = 2, 64, 4, 128
 
-# hub id -> (builder, kind); every hub id the gpu profile (lib/profiles.py) and the notebooks' gpu defaults use
+# hub id -> (builder, kind); every hub id the gpu profile (lib/running/profiles.py) and the notebooks' gpu defaults use
 MODELS = {
     "roberta-base": ("roberta", None),
     "distilroberta-base": ("roberta", None),

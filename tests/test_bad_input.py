@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from lib import ecbplus, minbert, semeval, squad
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.data import ecbplus, semeval, sentence_tasks
+from lib.studies import squad
 
 BOM = b"\xef\xbb\xbf"
 
@@ -78,12 +79,12 @@ STS = "\tid\tsentence1\tsentence2\tsimilarity\n0\ta1\tA man plays.\tA man is pla
 def minbert_dir(tmp_path, data):
     d = tmp_path / "minbert"
     d.mkdir()
-    write(d, minbert.FILES["sts"]["dev"], data)
+    write(d, sentence_tasks.FILES["sts"]["dev"], data)
     return tmp_path
 
 
 def test_minbert_bom_crlf_loads(tmp_path):
-    t = minbert.read("sts", "dev", minbert_dir(tmp_path, crlf_bom(STS)))
+    t = sentence_tasks.read("sts", "dev", minbert_dir(tmp_path, crlf_bom(STS)))
     assert list(t.df["similarity"]) == [4.8, 0.2] and t.df["sentence2"][0] == "A man is playing."
 
 
@@ -96,7 +97,7 @@ def test_minbert_bom_crlf_loads(tmp_path):
 ])
 def test_minbert_bad_files(tmp_path, kind, data, match):
     with pytest.raises(LabError, match=match):
-        minbert.read("sts", "dev", minbert_dir(tmp_path, data))
+        sentence_tasks.read("sts", "dev", minbert_dir(tmp_path, data))
 
 
 # ---------------------------------------------------------------- SICK (TSV, 12 columns)
@@ -113,7 +114,7 @@ def sick_dir(tmp_path, data):
 
 
 def test_sick_bom_crlf_loads(tmp_path):
-    df = minbert.read_sick(sick_dir(tmp_path, crlf_bom(SICK)))
+    df = sentence_tasks.read_sick(sick_dir(tmp_path, crlf_bom(SICK)))
     assert list(df["similarity"]) == [4.375, 0.0] and list(df["set"]) == ["TRAIN", "TEST"]
 
 
@@ -125,7 +126,7 @@ def test_sick_bom_crlf_loads(tmp_path):
 ])
 def test_sick_bad_files(tmp_path, kind, data, match):
     with pytest.raises(LabError, match=match):
-        minbert.read_sick(sick_dir(tmp_path, data))
+        sentence_tasks.read_sick(sick_dir(tmp_path, data))
 
 
 # ---------------------------------------------------------------- ECB+ (XML documents, sentences CSV)

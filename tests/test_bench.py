@@ -1,8 +1,8 @@
-"""lib.bench dropout runs its four settings and reports per-step times and their ratios (no speed target here:
+"""lib.running.bench dropout runs its four settings and reports per-step times and their ratios (no speed target here:
 speed lives in the benchmark's own output, measured in one run)."""
 import pytest
 
-from lib import bench
+from lib.running import bench
 
 
 def test_dropout_bench_times_every_setting():

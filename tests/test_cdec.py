@@ -4,9 +4,9 @@ import pandas as pd
 import pytest
 import torch
 
-from lib import coref_metrics as C
-from lib import ecbplus as E
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.data import ecbplus as E
+from lib.evaluation import coref_metrics as C
 
 torch.set_num_threads(1)
 
@@ -226,7 +226,8 @@ def test_real_corpus(data_dir):
 def test_threshold_and_pair_helpers():
     import numpy as np
     import pandas as pd
-    from lib import cdec
+
+    from lib.studies import cdec
     y = np.array([1, 1, 0, 0, 1])
     s = np.array([0.9, 0.6, 0.7, 0.1, 0.3])
     # at 0.5: predicted {0,1,2}: tp 2, fp 1, fn 1 -> F1 = 2*2/(3+3) = 2/3
@@ -250,7 +251,7 @@ def test_pair_scores_put_each_probability_at_its_pair_index():
 
     import torch
 
-    from lib import cdec
+    from lib.studies import cdec
 
     class Batches(list):
         labels = [0, 0, 0]
@@ -301,7 +302,8 @@ def test_pair_features_by_hand():
     """Three mentions in three documents: m0 'bombing' / m1 'bombed' (same lemma 'bomb', coreferent),
     m2 'blast'. Hand-worked values of the non-embedding features."""
     import pandas as pd
-    from lib import first_stage
+
+    from lib.studies import first_stage
     ms = [_mention("d1:1", "d1", "bombing", "The bombing shook Paris", [1], "A", args=["Paris"]),
           _mention("d2:1", "d2", "bombed", "Rebels bombed Paris", [1], "A", args=["Paris", "Rebels"]),
           _mention("d3:1", "d3", "blast", "A blast shook London", [1], "B", tag="NEG_ACTION_OCCURRENCE")]
@@ -329,7 +331,7 @@ def test_pair_features_by_hand():
 
 
 def test_threshold_for_recall_and_recall_curve():
-    from lib import first_stage
+    from lib.studies import first_stage
     y = np.array([1, 0, 1, 0, 1, 0])
     s = np.array([0.9, 0.8, 0.6, 0.5, 0.2, 0.1])
     # positives scored 0.9, 0.6, 0.2: keeping 2/3 of them needs threshold 0.6; all of them 0.2
@@ -343,7 +345,7 @@ def test_threshold_for_recall_and_recall_curve():
 
 
 def test_cascade_helpers():
-    from lib import cdec
+    from lib.studies import cdec
     sub = np.array([True, True, True, False])
     got = cdec.score_subset(4, sub, lambda idx: np.array([0.5, 0.7, 0.9])[: len(idx)])
     assert got.tolist() == pytest.approx([0.5, 0.7, 0.9, 0.0])
@@ -364,7 +366,8 @@ def test_tune_chains_picks_the_dev_best_threshold():
     """Two documents' mentions m0-m1 corefer (score 0.9), m2 is apart (0.2, 0.3). On the grid {0.1, 0.5} only 0.5
     separates them (at 0.1 all merge): CoNLL 1.0 at 0.5."""
     import pandas as pd
-    from lib import cdec
+
+    from lib.studies import cdec
     ms = [_mention("d1:1", "d1", "a", "a", [0], "X"), _mention("d2:1", "d2", "a", "a", [0], "X"),
           _mention("d3:1", "d3", "b", "b", [0], "Y")]
     pairs = pd.DataFrame({"a": [0, 0, 1], "b": [1, 2, 2], "label": [1, 0, 0]})
@@ -384,7 +387,8 @@ def test_sample_pairs():
 def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):
     """The embedded MiniLM on three mentions: unit vectors; the same trigger word in two sentences gets one
     'trigger' vector but two 'context' vectors; a second call reads the disk cache without loading the model."""
-    from lib import first_stage, models
+    from lib.models import registry
+    from lib.studies import first_stage
     monkeypatch.setenv("LAB_CACHE", str(tmp_path))
     ms = {"x": [_mention("d1:1", "d1", "fired", "The company fired its chief executive .", [2], "A"),
                 _mention("d2:1", "d2", "fired", "Troops fired rockets at the town .", [1], "B"),
@@ -394,7 +398,7 @@ def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):
         assert v.shape[0] == 3 and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-5)
     assert np.allclose(e["trigger"][0], e["trigger"][1], atol=1e-6)
     assert e["context"][0] @ e["context"][1] < 0.99
-    monkeypatch.setattr(models, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
+    monkeypatch.setattr(registry, "load_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("not cached")))
     again = first_stage.embeddings_for("all-MiniLM-L6-v2", ms)["x"]
     assert all(np.array_equal(again[k], e[k]) for k in e)
 
@@ -411,13 +415,13 @@ def _history(steps, evals, best_step):
 
 
 def _cross_encoder(history, n_train=100, n_coref=30, batch_size=8):
-    from lib import cdec
+    from lib.studies import cdec
     return cdec.CrossEncoder(model=None, history=history, batches=None, n_train=n_train, n_coref=n_coref,
                              batch_size=batch_size, eval_batch_size=16, size={"total": 1234})
 
 
 def test_cross_encoder_summary_counts_presentations():
-    from lib import cdec  # noqa: F401
+    from lib.studies import cdec  # noqa: F401
     ce = _cross_encoder(_history(5, [5], 5))
     assert ce.seen == 40  # 5 steps x 8 < 100 pairs
     assert _cross_encoder(_history(20, [20], 10)).seen == 100  # more than an epoch: every pair once
@@ -429,7 +433,7 @@ def test_cross_encoder_scores_only_candidates():
     """The model scores the candidate pairs, batched by `batches`; the pruned ones get 0."""
     from types import SimpleNamespace
 
-    from lib import cdec
+    from lib.studies import cdec
     pairs = {"dev": pd.DataFrame({"a": [0, 1, 2], "b": [1, 2, 0], "label": [1, 0, 1]})}
     seen = []
 
@@ -460,7 +464,7 @@ def _report_inputs(decoder=True):
 
 
 def test_headline_and_notes_hand_made():
-    from lib import cdec
+    from lib.studies import cdec
     first, conll, table, dc = _report_inputs()
     ce = _cross_encoder(_history(5, [3, 5], 5))
     headline, notes = cdec.headline_and_notes(first, conll, table, ce, True, 1000, 60, dc)
@@ -480,7 +484,7 @@ def test_headline_and_notes_hand_made():
 
 
 def test_headline_and_notes_without_decoder_and_a_model_that_did_not_learn():
-    from lib import cdec
+    from lib.studies import cdec
     first, conll, table, _ = _report_inputs(decoder=False)
     headline, notes = cdec.headline_and_notes(first, conll, table, _cross_encoder(_history(5, [3, 5], 3)), False,
                                               1000, 60)
@@ -494,7 +498,7 @@ def test_first_stage_curves_table_by_hand():
     """4 dev pairs, 2 coreferent: the ranker ranks both first (recall 1 at half the pairs kept); same_lemma ties."""
     from types import SimpleNamespace
 
-    from lib import first_stage
+    from lib.studies import first_stage
     y = np.array([1, 0, 1, 0])
     feats = np.zeros((4, len(first_stage.FEATURES)))
     feats[:, first_stage.FEATURES.index("same_lemma")] = [1, 1, 0, 0]
@@ -508,7 +512,7 @@ def test_first_stage_curves_table_by_hand():
 
 
 def test_lemma_chains_group_by_subtopic_and_lemma():
-    from lib import cdec
+    from lib.studies import cdec
     ms = [_mention("d1:1", "d1", "bombing", "s", [0], "c1"), _mention("d2:1", "d2", "bombed", "s", [0], "c1"),
           _mention("d3:1", "d3", "attack", "s", [0], "c2")]
     ch = cdec.lemma_chains(ms)

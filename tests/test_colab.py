@@ -1,6 +1,6 @@
-"""Colab/Kaggle set-up cell: the URL in one place (lib/colab.py), in sync everywhere; executed with a fake
-google.colab module and a fake Kaggle environment in a temporary folder; lib.colab.bootstrap (install, chdir, Kaggle
-data discovery) with pip recorded instead of run; `import lib.colab` needs the standard library only."""
+"""Colab/Kaggle set-up cell: the URL in one place (lib/running/colab.py), in sync everywhere; executed with a fake
+google.colab module and a fake Kaggle environment in a temporary folder; lib.running.colab.bootstrap (install, chdir, Kaggle
+data discovery) with pip recorded instead of run; `import lib.running.colab` needs the standard library only."""
 import json
 import os
 import stat
@@ -10,7 +10,8 @@ import types
 
 import pytest
 
-from lib import colab, paths
+from lib.core import paths
+from lib.running import colab
 
 
 def test_notebooks_and_readme_in_sync_with_repo_url():
@@ -52,11 +53,11 @@ def test_badges_generated_from_url():
 
 def test_setup_cell_is_short():
     logic = [l for l in colab.cell_source().splitlines() if l.strip() and not l.strip().startswith("#")]
-    assert len(logic) <= 12, "the set-up cell only fetches the lab; lib.colab.bootstrap does the rest"
+    assert len(logic) <= 12, "the set-up cell only fetches the lab; lib.running.colab.bootstrap does the rest"
 
 
 def test_import_needs_only_the_standard_library():
-    """The set-up cell imports lib.colab before requirements.txt is installed: lib.colab and what it pulls in
+    """The set-up cell imports lib.running.colab before requirements.txt is installed: lib.running.colab and what it pulls in
     (lib/__init__.py, params, paths, errors) must import, and cell_source/find_data_dir run, with any third-party
     import refused."""
     code = (
@@ -67,8 +68,8 @@ def test_import_needs_only_the_standard_library():
         "        if top not in sys.stdlib_module_names and top != 'lib':\n"
         "            raise ImportError(f'third-party import refused: {name}')\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import lib.colab\n"
-        "lib.colab.cell_source(); lib.colab.find_data_dir('.'); lib.colab.requirements_hash('.')\n"
+        "import lib.running.colab\n"
+        "lib.running.colab.cell_source(); lib.running.colab.find_data_dir('.'); lib.running.colab.requirements_hash('.')\n"
         "print('ok')\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

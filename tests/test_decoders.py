@@ -4,7 +4,8 @@ import torch
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from lib import decoders, emotion, models
+from lib.models import decoders, registry
+from lib.studies import emotion, emotion_decoders
 
 L = emotion.EMOTIONS
 
@@ -80,10 +81,10 @@ def test_lora_adapter_save_reload_gives_identical_predictions(tmp_path):
 def test_4bit_load_on_cpu_and_lora_trains(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     import bitsandbytes as bnb
-    tok, model = decoders.create_and_prepare_model(models.INSTRUCT, "classifier", len(L), "4bit", lora_r=4,
+    tok, model = decoders.create_and_prepare_model(registry.INSTRUCT, "classifier", len(L), "4bit", lora_r=4,
                                                    lora_alpha=8)
     assert any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
-    size = models.count_parameters(model)
+    size = registry.count_parameters(model)
     assert 0 < size["trainable_share"] < 0.05
     batch = tok(["what a lovely day", "I am terrified"], return_tensors="pt", padding=True)
     logits = model(**batch).logits
@@ -96,8 +97,8 @@ def test_prefix_cached_generation_matches_full_prompts_and_training_ids():
     """Generation reuses the shared prompt prefix's cache and batches tweets by length: the answers must equal those
     of running every full prompt on its own; the training ids start with the very same prompt ids."""
     from transformers import AutoModelForCausalLM
-    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
-    model = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
+    tok = decoders.prepare_tokenizer(registry.load_tokenizer(registry.INSTRUCT), "left")
+    model = registry.load_model(registry.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
     tweets = ["I am so happy today!", "Why does this always happen to me, I hate it", "ok",
               "Scared of the exam tomorrow #nervous", "I am so happy today?"]
     cached = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=6)
@@ -140,7 +141,7 @@ def test_label_first_tokens_refuses_labels_that_start_alike():
     assert decoders.label_first_tokens(_LetterTok(), ["apple", "banana"]) == [[ord("a")], [ord("b")]]
     with pytest.raises(decoders.LabError, match="'apple' and 'avocado' start with the same token 'a'"):
         decoders.label_first_tokens(_LetterTok(), ["apple", "avocado"])
-    tok = models.load_tokenizer(models.INSTRUCT)  # the embedded instruct model: its 11 emotions start apart
+    tok = registry.load_tokenizer(registry.INSTRUCT)  # the embedded instruct model: its 11 emotions start apart
     assert len({i for ids in decoders.label_first_tokens(tok, L) for i in ids}) == sum(
         len(ids) for ids in decoders.label_first_tokens(tok, L))
 
@@ -149,8 +150,8 @@ def test_generation_scores_leave_the_answers_unchanged_and_hold_the_first_steps_
     """scores=True adds a logits processor: the answers must not change, and each label's score is at least the
     probability its first token gets right after the full prompt (computed here by one plain forward pass)."""
     from transformers import AutoModelForCausalLM
-    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
-    model = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32).eval()
+    tok = decoders.prepare_tokenizer(registry.load_tokenizer(registry.INSTRUCT), "left")
+    model = registry.load_model(registry.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32).eval()
     tweets = ["I am so happy today!", "Why does this always happen to me, I hate it", "Scared of the exam tomorrow"]
     plain = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=5)
     answers, scores = decoders.generate_answers(model, tok, tweets, L, batch_size=2, max_new_tokens=5, scores=True)
@@ -169,8 +170,8 @@ def test_prefix_cached_sft_loss_equals_full_forward_loss_and_gradients():
     LoRA gradients must equal those of the full forward over every padded example (dropout off so both see the same
     network); gradient checkpointing falls back to the full forward."""
     from transformers import AutoModelForCausalLM
-    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
-    base = models.load_model(models.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
+    tok = decoders.prepare_tokenizer(registry.load_tokenizer(registry.INSTRUCT), "left")
+    base = registry.load_model(registry.INSTRUCT, AutoModelForCausalLM, dtype=torch.float32)
     torch.manual_seed(0)
     model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, task_type=TaskType.CAUSAL_LM,
                                             target_modules=["q_proj", "v_proj"], init_lora_weights=False))
@@ -203,7 +204,7 @@ def test_prefix_cached_sft_loss_equals_full_forward_loss_and_gradients():
 def test_sft_batches_are_right_padded_with_the_pad_id_and_masked_labels():
     """pad_sft_batch (transformers' DataCollatorForSeq2Seq) on hand-made examples: right padding even though the
     generative tokenizer pads on the left, pad id in the ids, 0 in the mask, -100 in the labels."""
-    tok = decoders.prepare_tokenizer(models.load_tokenizer(models.INSTRUCT), "left")
+    tok = decoders.prepare_tokenizer(registry.load_tokenizer(registry.INSTRUCT), "left")
     pad = tok.pad_token_id
     b = decoders.pad_sft_batch(tok, [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8], "labels": [8]}])
     assert b["input_ids"].tolist() == [[5, 6, 7], [8, pad, pad]]
@@ -213,15 +214,15 @@ def test_sft_batches_are_right_padded_with_the_pad_id_and_masked_labels():
 
 
 def test_predict_reuses_the_restored_evaluations_logits_and_merging_keeps_them():
-    """decoders.predict's two shortcuts: the validation logits of the evaluation train.fit restored (not the last
+    """emotion_decoders.predict's two shortcuts: the validation logits of the evaluation train.fit restored (not the last
     one) are the restored model's, and merging the LoRA adapter into the weights leaves the logits unchanged."""
     import numpy as np
 
-    from lib import train
+    from lib.training import train
     model = get_peft_model(_tiny_classifier(), LoraConfig(r=4, lora_alpha=8, task_type=TaskType.SEQ_CLS,
                                                           target_modules="all-linear"))
     x = torch.tensor([[3, 4, 5, 6], [7, 8, 9, 10]])
-    setup = decoders.TrainingSetup.__new__(decoders.TrainingSetup)  # only its record of evaluations is used here
+    setup = emotion_decoders.TrainingSetup.__new__(emotion_decoders.TrainingSetup)  # only its record of evaluations is used here
     setup.val_logits = []
     scores = iter([0.2, 0.9, 0.4])  # the second evaluation is the best: its state is restored
 

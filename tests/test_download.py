@@ -1,4 +1,4 @@
-"""lib.download against a local file mirror: checked downloads, skips of good files, corrupted files refused
+"""lib.data.download against a local file mirror: checked downloads, skips of good files, corrupted files refused
 without replacing anything, git-blob ids computed as git does."""
 import hashlib
 import subprocess
@@ -6,8 +6,8 @@ import zipfile
 
 import pytest
 
-from lib import download
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.data import download
 
 
 def _mirror(tmp_path, files: dict):

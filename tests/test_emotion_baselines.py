@@ -1,12 +1,13 @@
-"""The baselines every emotion report compares with (lib.emotion.baselines), on hand-worked numbers."""
+"""The baselines every emotion report compares with (lib.studies.emotion.baselines), on hand-worked numbers."""
 import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lib import emotion, paths
-from lib.semeval import EMOTIONS
+from lib.core import paths
+from lib.data.semeval import EMOTIONS
+from lib.studies import emotion
 
 
 def _data(y_train, y_val, val_ids):

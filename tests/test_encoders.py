@@ -1,7 +1,7 @@
-"""Encoder fine-tuning helpers (lib/encoders.py): the length-grouped batch sampler, on hand-made lengths."""
+"""Encoder fine-tuning helpers (lib/models/encoders.py): the length-grouped batch sampler, on hand-made lengths."""
 import numpy as np
 
-from lib import encoders
+from lib.models import encoders
 
 LENGTHS = [3 + (i * 37) % 61 for i in range(103)]  # 103 lengths from 3 to 63, in no particular order
 

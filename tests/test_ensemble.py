@@ -3,8 +3,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lib import emotion, metrics, params, semeval, thresholds
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.data import semeval
+from lib.evaluation import metrics, thresholds
+from lib.running import params
+from lib.studies import emotion
 
 
 def test_simplex_weights():

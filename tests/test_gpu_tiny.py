@@ -1,5 +1,5 @@
 """The gpu_tiny tier: every run of the gpu profile, executed with papermill on CPU at tiny size (LAB_TINY=1: samples
-and steps capped, lib/tiny.py) against a fake Hugging Face cache of tiny random-weight checkpoints under the
+and steps capped, lib/running/tiny.py) against a fake Hugging Face cache of tiny random-weight checkpoints under the
 profile's exact hub ids (tests/make_fake_hub.py), with HF_HUB_OFFLINE=1. SQuAD (05_qa's DATA_SOURCE="hub") loads
 through datasets.load_dataset("squad") from a fake datasets cache built from the local dev file; SemEval, ECB+,
 minBERT and SICK come from DATA_DIR as in every profile.
@@ -20,7 +20,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import make_fake_hub  # noqa: E402
 
-from lib import profiles  # noqa: E402
+from lib.running import profiles  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TOKEN = "hf_FakeTokenPlantedByTestGpuTiny0123456789"
@@ -45,7 +45,7 @@ def gpu_tiny_run(fake_hub, data_dir, tmp_path_factory):
     env = {**os.environ, "LAB_TINY": "1", "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1",
            "HF_DATASETS_OFFLINE": "1", "HF_DATASETS_CACHE": str(ds_cache), "LAB_OUTPUTS": str(out),
            "DATA_DIR": str(data_dir), "HF_TOKEN": FAKE_TOKEN, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.run([sys.executable, "-m", "lib.runner", "--profile", "gpu"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "lib.running.runner", "--profile", "gpu"], cwd=ROOT, env=env,
                           capture_output=True, text=True)
     (out / "runner.log").write_text(proc.stdout + proc.stderr)
     return out, proc
@@ -93,7 +93,7 @@ def test_planted_token_never_lands_in_outputs(gpu_tiny_run):
 
 
 def test_tiny_caps_only_lower_samples_and_steps(monkeypatch):
-    from lib import params, tiny
+    from lib.running import params, tiny
     monkeypatch.setenv("LAB_TINY", "1")
     P = params.resolve({"PROFILE": "gpu"}, "03_qlora_decoders")
     assert (P.TRAINING["max_steps"], P.MAX_TRAIN_SAMPLES, P.EPOCHS) == (2, 16, 1)

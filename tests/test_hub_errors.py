@@ -5,12 +5,16 @@ import types
 
 import httpx2
 import pytest
-from huggingface_hub.errors import (GatedRepoError, LocalEntryNotFoundError, OfflineModeIsEnabled,
-                                    RepositoryNotFoundError)
+from huggingface_hub.errors import (
+    GatedRepoError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RepositoryNotFoundError,
+)
 from transformers import AutoConfig
 
-from lib import models
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.models import registry
 
 
 def _response(status: int, url: str):
@@ -33,7 +37,7 @@ def hub_raises(monkeypatch, tmp_path):
 
 def _message(name: str) -> str:
     with pytest.raises(LabError) as e:
-        models.load_model(name, AutoConfig)
+        registry.load_model(name, AutoConfig)
     return str(e.value)
 
 
@@ -83,7 +87,7 @@ def test_token_from_colab_secrets_goes_to_env_only(monkeypatch):
     colab.userdata = types.SimpleNamespace(get=lambda key: "hf_fromColabSecrets" if key == "HF_TOKEN" else None)
     monkeypatch.setitem(sys.modules, "google", types.ModuleType("google"))
     monkeypatch.setitem(sys.modules, "google.colab", colab)
-    assert models.hub_token() == "hf_fromColabSecrets"
+    assert registry.hub_token() == "hf_fromColabSecrets"
     import os
     assert os.environ["HF_TOKEN"] == "hf_fromColabSecrets"
 
@@ -92,9 +96,9 @@ def test_float_base_on_gpu_in_training_dtype(monkeypatch):
     """decoders.float_base: on CUDA the float model is placed on the GPU in bf16 (fp16 without bf16 support)."""
     import torch
 
-    from lib import decoders
+    from lib.models import decoders
     seen = {}
-    monkeypatch.setattr(decoders.models, "load_model",
+    monkeypatch.setattr(decoders.registry, "load_model",
                         lambda name, cls, **kw: seen.update(kw) or types.SimpleNamespace(eval=lambda: "m"))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     decoders.float_base("google/gemma-2b", "classifier", 11)

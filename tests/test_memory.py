@@ -2,8 +2,8 @@
 import pytest
 from transformers import BertConfig
 
-from lib import memory
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.running import memory
 
 # 2 layers, hidden 8, 2 heads, intermediate 16, vocab 100, 16 positions, 2 token types
 CFG = BertConfig(vocab_size=100, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
@@ -48,7 +48,7 @@ def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
     import torch
     import transformers
 
-    from lib import params
+    from lib.running import params
     transformers.set_seed  # noqa: B018 -- resolve the lazy import (it loads bitsandbytes) before CUDA is faked below
     monkeypatch.setattr(transformers.AutoConfig, "from_pretrained", classmethod(lambda cls, name, **kw: CFG))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from lib import metrics, splits, thresholds
+from lib.data import splits
+from lib.evaluation import metrics, thresholds
 
 # 4 tweets x 3 labels, worked by hand in the comments below.
 GOLD = np.array([[1, 0, 0], [1, 1, 0], [0, 0, 0], [0, 1, 1]])
@@ -72,7 +73,7 @@ def test_stratified_folds_keep_label_rates():
 
 
 def test_pos_weight_power_hand_worked():
-    from lib import splits
+    from lib.data import splits
     y = [[1, 0], [0, 0], [0, 0], [0, 1]]  # class 0: 1 positive, 3 negatives; class 1 the same
     assert splits.pos_weight(y).tolist() == [3.0, 3.0]
     assert np.allclose(splits.pos_weight(y, 0.5), [3 ** 0.5, 3 ** 0.5])
@@ -82,7 +83,7 @@ def test_f1_curve_matches_sklearn_at_every_threshold():
     import numpy as np
     from sklearn.metrics import f1_score
 
-    from lib import thresholds as th
+    from lib.evaluation import thresholds as th
     rng = np.random.default_rng(0)
     for y in (rng.integers(0, 2, 200), np.zeros(50, int)):  # the second: no positives (zero_division -> 0)
         p = rng.random(len(y))

@@ -1,4 +1,4 @@
-"""The multiprocess tier: the one training engine (lib.train.fit on accelerate) on 2 CPU processes (torchrun, gloo)
+"""The multiprocess tier: the one training engine (lib.training.train.fit on accelerate) on 2 CPU processes (torchrun, gloo)
 reaches the 1-process result with the same global batch, and distributed_map covers every item exactly once."""
 import json
 import os
@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from lib import paths
+from lib.core import paths
 
 pytestmark = pytest.mark.multiprocess
 JOB = paths.ROOT / "tests" / "ddp_job.py"

@@ -4,8 +4,9 @@ import json
 import papermill as pm
 import pytest
 
-from lib import params, paths, profiles
-from lib.errors import LabError
+from lib.core import paths
+from lib.core.errors import LabError
+from lib.running import params, profiles
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -92,22 +93,6 @@ def test_setup_reads_the_names_papermill_injected(tmp_path):
     assert P.MAX_LENGTH == 99 and P.EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
 
 
-def test_cap_one_rule_recorded_never_silent():
-    import pandas as pd
-    P = params.Params({})
-    df = pd.DataFrame({"x": range(10)})
-    out = params.cap(df, 4, "MAX_TRAIN_SAMPLES", P, seed=0, what="tweets")
-    assert len(out) == 4 and list(out.index) == sorted(out.index)          # seeded subset, original order kept
-    assert out.equals(params.cap(df, 4, "MAX_TRAIN_SAMPLES", None, seed=0))  # same seed, same rows
-    assert params.cap(df, 0, "MAX_EVAL_SAMPLES", P) is df                   # 0: all, nothing recorded
-    assert len(params.cap(df, 50, "MAX_EVAL_SAMPLES", P, what="tweets")) == 10  # more than exist: all, recorded
-    lst = params.cap(list("abcdefgh"), 3, "MAX_VAL_SAMPLES", P, seed=1, what="questions")
-    assert len(lst) == 3 and lst == sorted(lst)
-    assert P.meta["caps"] == ["MAX_TRAIN_SAMPLES=4: 4 of 10 tweets",
-                              "MAX_EVAL_SAMPLES=50: all 10 tweets kept (fewer than the cap)",
-                              "MAX_VAL_SAMPLES=3: 3 of 8 questions"]
-
-
 def test_max_knobs_mean_one_thing_in_every_notebook():
     """MAX_TRAIN_SAMPLES: training examples; MAX_VAL_SAMPLES: the validation set that picks checkpoints/thresholds
     when it is separate; MAX_EVAL_SAMPLES: every labelled set whose scores are reported; MAX_TEST_SAMPLES:
@@ -168,7 +153,7 @@ def test_dict_parameter_types_and_allowed_values_checked_per_key():
 
 def test_dict_parameter_in_a_preset_is_checked(monkeypatch):
     monkeypatch.setitem(profiles.PRESETS["04_cdec"], "cpu", {"DECODER": {"lr_decoder": 0.1}})
-    with pytest.raises(LabError, match=r"lib/profiles.py preset cpu: .*DECODER has no key\(s\) lr_decoder"):
+    with pytest.raises(LabError, match=r"lib/running/profiles.py preset cpu: .*DECODER has no key\(s\) lr_decoder"):
         params.resolve({"PROFILE": "cpu"}, "04_cdec")
 
 
@@ -204,7 +189,7 @@ def test_every_dict_parameter_key_documented():
 
 
 def test_tiny_caps_a_dict_parameter_key_by_key():
-    from lib import tiny
+    from lib.running import tiny
     assert tiny._cap({"max_steps": 0, "lr": 0.1, "rescore_dev": 100}, {"max_steps": 2, "rescore_dev": 16}) == \
         {"max_steps": 2, "lr": 0.1, "rescore_dev": 16}
 
@@ -242,11 +227,11 @@ def test_seed_everything_leaves_the_rngs_where_transformers_set_seed_does():
     import random
 
     import numpy as np
+    import sklearn.model_selection  # noqa: F401 - imported before both seedings: its import draws from `random`
     import torch
     from transformers import set_seed
 
-    from lib.params import seed_everything
-    import sklearn.model_selection  # noqa: F401 - imported before both seedings: its import draws from `random`
+    from lib.training.seeding import seed_everything
     draws = []
     for seeder in (seed_everything, set_seed):
         seeder(7)

@@ -1,4 +1,4 @@
-"""Extractive QA (lib/squad.py): offset-mapping preprocessing, n-best post-processing, official EM/F1, input errors."""
+"""Extractive QA (lib/studies/squad.py): offset-mapping preprocessing, n-best post-processing, official EM/F1, input errors."""
 import json
 import os
 from pathlib import Path
@@ -7,15 +7,16 @@ import numpy as np
 import pytest
 import torch
 
-from lib import models, squad
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.models import registry
+from lib.studies import squad
 
 torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
 def tok():
-    return models.load_tokenizer("all-MiniLM-L6-v2")
+    return registry.load_tokenizer("all-MiniLM-L6-v2")
 
 
 def _example(context, answer, qid="q1", question="What is the secret word?"):
@@ -216,9 +217,9 @@ def test_methods_trainable_parameters_and_prompt_logits_align(tok):
     # MiniLM-L6: 6 layers, hidden 384. LoRA r=8 on query+value: 12 adapters x (8*384 + 384*8) = 73,728,
     # plus the span head qa_outputs (384*2 + 2 = 770) -> 74,498. Prompt tuning: 20*384 + 770 = 8,450.
     lora = squad.create_model("all-MiniLM-L6-v2", "lora", lora_r=8, lora_targets=("query", "value"))
-    assert models.count_parameters(lora)["trainable"] == 12 * 2 * 8 * 384 + 770
+    assert registry.count_parameters(lora)["trainable"] == 12 * 2 * 8 * 384 + 770
     prompt = squad.create_model("all-MiniLM-L6-v2", "prompt", virtual_tokens=20)
-    assert models.count_parameters(prompt)["trainable"] == 20 * 384 + 770
+    assert registry.count_parameters(prompt)["trainable"] == 20 * 384 + 770
     feats = squad.prepare_train_features(tok, [_example("the word is banana today", "banana")], 64, 16)
     b = squad.collate(tok, feats)
     s, e = squad.qa_logits(prompt, b)  # the 20 virtual positions are dropped: logits line up with the input tokens

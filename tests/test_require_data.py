@@ -2,7 +2,6 @@
 import shutil
 
 import pytest
-
 from conftest import DATASETS, require_data
 
 

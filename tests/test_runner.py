@@ -9,7 +9,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lib import paths, runner
+from lib.core import paths
+from lib.running import runner
 
 
 def test_expected_time_left_from_the_last_measured_runs(tmp_path):
@@ -47,7 +48,7 @@ def test_terminal_shows_one_clean_line_per_run_and_the_kernel_log_keeps_the_nois
     (tmp_path / "nb").mkdir()
     _noisy_notebook(tmp_path / "nb")
     out = tmp_path / "out"
-    code = ("import sys; from pathlib import Path; from lib import runner, profiles, paths; "
+    code = ("import sys; from pathlib import Path; from lib.running import runner, profiles; from lib.core import paths; "
             f"paths.NOTEBOOKS = Path({str(tmp_path / 'nb')!r}); "
             "profiles.RUNS['smoke'] = [('99_noisy', 'a', {}), ('99_noisy', 'b', {})]; "
             "sys.exit(runner.main(['--profile', 'smoke']))")
@@ -124,7 +125,7 @@ def test_a_run_in_progress_is_not_entered_twice(tmp_path, monkeypatch):
         f.write("4242")
         f.flush()
         fcntl.flock(f, fcntl.LOCK_EX)
-        code = ("import sys, json; from pathlib import Path; from lib import runner, paths; "
+        code = ("import sys, json; from pathlib import Path; from lib.running import runner; from lib.core import paths; "
                 f"paths.OUTPUTS = Path({str(tmp_path)!r}); "
                 "print(json.dumps(runner.execute('01_ffnn', 'naive', {}, 'smoke', '')))")
         proc = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, capture_output=True, text=True, timeout=120)
@@ -133,7 +134,7 @@ def test_a_run_in_progress_is_not_entered_twice(tmp_path, monkeypatch):
 
 
 def test_hand_made_runs_land_in_folders_named_by_their_parameters():
-    from lib import params
+    from lib.running import params
     P = params.Params({"PROFILE": "cpu", "EPOCHS": 5, "LR": 1e-4, "OUTPUT_DIR": "", "SEED": 0})
     a = params.hand_run_name(P, {"EPOCHS", "LR", "PROFILE"})
     assert a.startswith("hand-cpu-EPOCHS=5,LR=0.0001-") and len(a.split("-")[-1]) == 8
@@ -165,7 +166,7 @@ def test_index_page_lists_runs_escapes_text_and_links_resolve(tmp_path):
 
 
 def test_only_picks_a_notebook_or_one_run_of_it():
-    from lib import runner
+    from lib.running import runner
     assert {nb for nb, _, _ in runner.plan("cpu", ["encoders"])} == {"02_encoders"}
     assert [(nb, name) for nb, name, _ in runner.plan("cpu", ["02_encoders/minilm-improved"])] == [
         ("02_encoders", "minilm-improved")]

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from lib import semeval
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.data import semeval
 
 HEAD = "\t".join(semeval.HEADER)
 ROW = "2017-En-1\tI am so happy\t0\t0\t0\t0\t1\t0\t1\t0\t0\t0\t0"
@@ -78,7 +78,8 @@ def test_bad_submission_cites_line(tmp_path):
 def test_cross_validation_assembles_out_of_fold_validation_and_averages_test(data_dir):
     """emotion.cross_validate: the validation set is the union of the K folds (disjoint, each scored by its own
     model), test and hold-out probabilities are the mean over the K models."""
-    from lib import emotion, params
+    from lib.running import params
+    from lib.studies import emotion
     P = params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold", "N_SPLITS": 5}, "02_encoders")
     calls = []
 
@@ -101,7 +102,8 @@ def test_cross_validation_assembles_out_of_fold_validation_and_averages_test(dat
 def test_seed_ensemble_averages_models_on_one_split(data_dir):
     """emotion.seed_ensemble (02's SEEDS): every model trains and validates on the same split with its own seed; the
     probabilities are averaged; one model is the plain run; with CV_FOLDS it is refused."""
-    from lib import emotion, params
+    from lib.running import params
+    from lib.studies import emotion
     P = params.resolve({"PROFILE": "cpu", "DATA_DIR": str(data_dir), "SPLIT": "kfold", "N_SPLITS": 5}, "02_encoders")
     data = emotion.prepare(P)
     seeds = []

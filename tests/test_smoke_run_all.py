@@ -9,7 +9,8 @@ import sys
 
 import pytest
 
-from lib import paths, profiles, regression, runner
+from lib.core import paths
+from lib.running import profiles, runner, smoke_pins
 
 ROOT = paths.ROOT
 
@@ -60,9 +61,9 @@ def test_index_lists_every_run(smoke_outputs):
 
 def test_smoke_metrics_match_the_pinned_values(smoke_outputs):
     """The regression tier: each smoke run's headline metrics against tests/expected_smoke_metrics.json, within
-    lib.regression's stated tolerance. Refresh deliberately with `python -m lib.regression update <outputs>`."""
+    lib.running.smoke_pins's stated tolerance. Refresh deliberately with `python -m lib.running.smoke_pins update <outputs>`."""
     out, _ = smoke_outputs
-    problems = regression.compare(regression.collect(out), json.loads(regression.EXPECTED.read_text()))
+    problems = smoke_pins.compare(smoke_pins.collect(out), json.loads(smoke_pins.EXPECTED.read_text()))
     assert not problems, "\n".join(problems)
 
 
@@ -82,7 +83,7 @@ def test_terminal_is_clean_and_kernel_logs_are_kept(smoke_outputs):
 def test_failing_notebook_is_reported_and_others_continue(data_dir, tmp_path):
     """A bad parameter makes one run fail: its partial notebook/HTML are kept, index lists it, exit code 1."""
     env = {**os.environ, "LAB_OUTPUTS": str(tmp_path)}
-    code = ("import sys; from lib import runner, profiles; "
+    code = ("import sys; from lib.running import runner, profiles; "
             "profiles.RUNS['smoke'] = [('01_ffnn', 'bad', {'SPLIT': 'nope'}), ('01_ffnn', 'good', {})]; "
             f"sys.exit(runner.main(['--profile', 'smoke', '--data-dir', {str(data_dir)!r}]))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)

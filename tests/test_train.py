@@ -1,9 +1,9 @@
-"""The shared training loop (lib.train.fit): best checkpoint restored, early stopping, frozen weights untouched,
+"""The shared training loop (lib.training.train.fit): best checkpoint restored, early stopping, frozen weights untouched,
 learning-rate groups and schedules."""
 import pytest
 import torch
 
-from lib import train
+from lib.training import train
 
 
 def _setup(scores):
@@ -251,9 +251,12 @@ def test_fused_optimiser_only_for_float_parameters():
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
 @pytest.mark.parametrize("warm,total", [(0, 7), (3, 10), (174, 579), (5, 5)])
 def test_warmup_schedules_equal_transformers_own(shape, warm, total):
-    """lib.train writes transformers' two warmup schedules out on LambdaLR (importing them costs ~4 s): every step's
+    """lib.training.train writes transformers' two warmup schedules out on LambdaLR (importing them costs ~4 s): every step's
     learning rate must be the very float transformers gives."""
-    from transformers import get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+    from transformers import (
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
     theirs_fn = get_linear_schedule_with_warmup if shape == "linear" else get_cosine_schedule_with_warmup
     rates = []
     for make in (lambda o: train.make_scheduler(o, train.TrainConfig(lr=3e-4, scheduler=shape,

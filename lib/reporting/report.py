@@ -1,0 +1,105 @@
+"""What every run leaves behind: figures as PNG, tables, and metrics.json (headline metrics, resolved
+parameters, wall time, peak memory, library versions, git commit)."""
+from __future__ import annotations
+
+import json
+import math
+import platform
+import resource
+import subprocess
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+from lib.core import paths
+
+PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "scikit-learn", "numpy", "pandas",
+            "iterative-stratification", "papermill", "gguf"]
+
+
+def save_figure(fig, P, name: str):
+    """Save as <out>/figures/<name>.png and return the figure so the notebook shows it."""
+    d = Path(P.out) / "figures"
+    d.mkdir(parents=True, exist_ok=True)
+    fig.savefig(d / f"{name}.png", dpi=110, bbox_inches="tight")
+    return fig
+
+
+def save_table(df: pd.DataFrame, P, name: str) -> pd.DataFrame:
+    df.to_csv(Path(P.out) / f"{name}.csv")
+    return df
+
+
+def peak_memory_mb() -> dict:
+    """Peak resident memory of this process (and peak CUDA allocation when a GPU is used)."""
+    out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    try:
+        import torch
+        if torch.cuda.is_available():
+            out["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    except ImportError:
+        pass
+    return out
+
+
+def versions() -> dict:
+    v = {"python": platform.python_version()}
+    for p in PACKAGES:
+        try:
+            v[p] = metadata.version(p)
+        except metadata.PackageNotFoundError:
+            pass
+    return v
+
+
+def git_commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=paths.ROOT, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "lib", "notebooks"], cwd=paths.ROOT,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "") if sha else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _clean(x):
+    """JSON-safe: numpy scalars to Python, NaN/inf to None, Paths to str."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if hasattr(x, "item") and callable(x.item) and getattr(x, "ndim", 0) == 0:
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, Path):
+        return str(x)
+    return x
+
+
+def finish(P, headline: dict, metrics: dict | None = None, study: list | None = None, notes: list | None = None) -> dict:
+    """Write <out>/metrics.json. `headline`: the few numbers the index shows; `metrics`: everything else;
+    `study`: the study's reported rows for comparison; `notes`: honest caveats shown in the index."""
+    caps = list(P.meta.get("caps", []))
+    if caps:
+        print("Data caps applied in this run: " + "; ".join(caps))
+    record = {
+        "notebook": P.meta["notebook"],
+        "profile": P.PROFILE,
+        "headline": headline,
+        "metrics": metrics or {},
+        "study": study or [],
+        "notes": [*(notes or []), *(["caps: " + "; ".join(caps)] if caps else [])],
+        "caps": caps,
+        "params": {k: v for k, v in P.items() if k.isupper()},
+        "wall_seconds": time.time() - P.meta["t0"],
+        **peak_memory_mb(),
+        "versions": versions(),
+        "git_commit": git_commit(),
+    }
+    record = _clean(record)
+    (Path(P.out) / "metrics.json").write_text(json.dumps(record, indent=2))
+    return record

@@ -1,0 +1,234 @@
+"""Notebook parameters: one `parameters` cell of literal defaults, checked and resolved here.
+
+The single source of truth for a notebook's parameters is its own cell tagged `parameters`
+(ALL_CAPS = literal, a comment per line; `[a|b|c]` in the comment lists the allowed values).
+A dict parameter groups closely related knobs (`DECODER = {"model": ..., "lr": ...}`); the comment lines right
+above it document each key (`#   lr: peak learning rate`, `[a|b]` lists a key's allowed values). A value given for
+it (by the user, papermill or a profile) is a dict too, possibly partial, MERGED over the default key by key; an
+unknown key is an error, each key's type is checked against its default, and a key the user set wins over the
+profile's preset for that key.
+`setup(globals(), "01_ffnn")` then
+  * rejects unknown or mistyped names (papermill itself only warns), with a suggestion;
+  * checks types against the defaults and allowed values against the `[a|b]` lists;
+  * resolves PROFILE (`auto` -> `gpu` with CUDA else `cpu`) and fills every parameter left at its
+    default from the profile's presets in `lib/running/profiles.py` (a value you set always wins);
+  * seeds everything, sets offline mode for offline profiles, and creates the run's output folder.
+"""
+from __future__ import annotations
+
+import ast
+import difflib
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from lib.core import paths
+from lib.core.errors import LabError
+from lib.training.seeding import seed_everything
+
+_ALLOWED = re.compile(r"\[([^\]]*\|[^\]]*)\]")
+
+
+class Params(dict):
+    """Resolved parameters; read as P.NAME or P["NAME"]. Extra run facts live in P.meta."""
+
+    def __getattr__(self, k):
+        try:
+            return self[k]
+        except KeyError:
+            raise AttributeError(k) from None
+
+
+def parameters_cell(notebook: str | Path) -> tuple[dict, dict]:
+    """Parse a notebook's `parameters` cell -> ({name: default}, {name: allowed values or None}); for a dict
+    parameter the allowed entry is {key: allowed values or None}."""
+    defaults, allowed, _ = _parse_cell(notebook)
+    return defaults, allowed
+
+
+def key_docs(notebook: str | Path) -> dict:
+    """{dict parameter: {key: its documenting comment}} from the comment lines above each dict parameter."""
+    return _parse_cell(notebook)[2]
+
+
+_KEY_DOC = re.compile(r"^\s*#\s+([a-z_][a-z0-9_]*):\s*(.*)$")
+
+
+def _parse_cell(notebook):
+    path = Path(notebook)
+    if not path.suffix:
+        path = paths.NOTEBOOKS / f"{notebook}.ipynb"
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    cells = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if len(cells) != 1:
+        raise LabError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
+    src = "".join(cells[0]["source"])
+    lines = src.splitlines()
+    defaults, allowed, docs = {}, {}, {}
+    for node in ast.parse(src).body:
+        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+            raise LabError(f"{path}: parameters cell line {node.lineno}: only `NAME = literal` assignments allowed")
+        name = node.targets[0].id
+        try:
+            defaults[name] = ast.literal_eval(node.value)
+        except ValueError:
+            raise LabError(f"{path}: parameters cell line {node.lineno}: {name} must be a literal") from None
+        comment = lines[node.lineno - 1].partition("#")[2]
+        m = _ALLOWED.search(comment)
+        allowed[name] = [_literal_or_word(v) for v in m.group(1).split("|")] if m else None
+        if isinstance(defaults[name], dict):  # its keys are documented by the comment lines right above it
+            docs[name] = {}
+            i = node.lineno - 2
+            while i >= 0 and lines[i].strip().startswith("#"):
+                k = _KEY_DOC.match(lines[i])
+                if k:
+                    docs[name][k.group(1)] = k.group(2)
+                i -= 1
+            allowed[name] = {k: ([_literal_or_word(v) for v in a.group(1).split("|")]
+                                 if (a := _ALLOWED.search(docs[name].get(k, ""))) else None) for k in defaults[name]}
+    return defaults, allowed, docs
+
+
+def _suggest(name: str, known) -> str:
+    """`name` with the closest known name (difflib; else a known name it abbreviates, e.g. temp -> temperature)."""
+    close = difflib.get_close_matches(name, list(known), n=1) or [k for k in known if k.startswith(name)][:1]
+    return f"{name}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def merge_dict(notebook: str, name: str, base: dict, value, source: str = "") -> dict:
+    """`value` (a dict, possibly partial) merged over `base` key by key, for the dict parameter `name`. Not a dict,
+    or a key `base` lacks: LabError naming the parameter and the key, with the closest known key."""
+    where = f"{source}: " if source else ""
+    if not isinstance(value, dict):
+        raise LabError(f"{where}notebook {notebook}: parameter {name}={value!r} should be a dict like its default "
+                       f"{base!r} (a partial dict sets only the keys it names)")
+    unknown = sorted(set(value) - set(base))
+    if unknown:
+        raise LabError(f"{where}notebook {notebook}: parameter {name} has no key(s) "
+                       f"{', '.join(_suggest(u, base) for u in unknown)}. Known keys: {', '.join(base)}")
+    return {**base, **value}
+
+
+def _literal_or_word(text: str):
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError):
+        return text.strip()
+
+
+def _type_ok(value, default) -> bool:
+    if default is None or value is None:
+        return True
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, (list, tuple))
+    return isinstance(value, type(default)) and not (isinstance(value, bool) and not isinstance(default, bool))
+
+
+def injected_names(ns: dict) -> set[str] | None:
+    """Names set in papermill's injected-parameters cell (run_all.sh and `papermill -p` both inject one), read from
+    the kernel's input history (`In`); None when the notebook was not run by papermill (interactive use)."""
+    cells = [src for src in ns.get("In", []) or [] if isinstance(src, str) and src.startswith("# Parameters")]
+    if not cells:
+        return None
+    names: set[str] = set()
+    for src in cells:
+        for node in ast.parse(src).body:
+            if isinstance(node, ast.Assign):
+                names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    return names
+
+
+def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Params:
+    """Check `given` (the notebook's globals or any dict) against the notebook's parameters cell.
+
+    `explicit`: the names the user set (they win over the profile's presets even when equal to the default).
+    None means every name in `given` was set explicitly (a dict passed by code)."""
+    from lib.running import profiles, tiny
+
+    defaults, allowed = parameters_cell(notebook)
+    given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
+    if explicit is None:
+        explicit = set(given)
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        hints = ", ".join(_suggest(u, defaults) for u in unknown)
+        raise LabError(f"notebook {notebook}: unknown parameter(s): {hints}. "
+                       f"Known: {', '.join(sorted(defaults))}")
+    values = {**defaults, **{k: merge_dict(notebook, k, defaults[k], v) if isinstance(defaults[k], dict) else v
+                             for k, v in given.items()}}
+    profile = profiles.resolve_profile(values.get("PROFILE", "auto"))
+    presets = profiles.presets(notebook, profile)
+    bad_preset = sorted(set(presets) - set(defaults))
+    if bad_preset:
+        raise LabError(f"lib/running/profiles.py: preset for {notebook}/{profile} names unknown parameter(s) {bad_preset}")
+    for k, v in presets.items():
+        if isinstance(defaults[k], dict):  # key by key: the preset's keys, then the keys the user set
+            merge_dict(notebook, k, defaults[k], v, f"lib/running/profiles.py preset {profile}")  # unknown keys fail here
+            values[k] = {**values[k], **v, **(given.get(k, {}) if k in explicit else {})}
+        elif k not in explicit:  # not set by the user -> the profile decides
+            values[k] = v
+    values["PROFILE"] = profile
+    values = tiny.apply(notebook, values)  # LAB_TINY=1: samples and steps capped (lib/running/tiny.py)
+    for k, v in values.items():
+        if not _type_ok(v, defaults[k]):
+            raise LabError(f"notebook {notebook}: parameter {k}={v!r} should be a {type(defaults[k]).__name__} "
+                           f"like its default {defaults[k]!r}")
+        if isinstance(defaults[k], dict):
+            for key, kv in v.items():
+                if not _type_ok(kv, defaults[k][key]):
+                    raise LabError(f"notebook {notebook}: parameter {k}[{key!r}]={kv!r} should be a "
+                                   f"{type(defaults[k][key]).__name__} like its default {defaults[k][key]!r}")
+                if allowed[k][key] is not None and kv not in allowed[k][key]:
+                    raise LabError(f"notebook {notebook}: parameter {k}[{key!r}]={kv!r} is not one of "
+                                   f"{allowed[k][key]}")
+        elif allowed[k] is not None and v not in allowed[k] and not (k == "PROFILE" and v in ("cpu", "gpu")):
+            raise LabError(f"notebook {notebook}: parameter {k}={v!r} is not one of {allowed[k]}")
+    return Params(values)
+
+
+def hand_run_name(P: dict, explicit: set[str]) -> str:
+    """Folder of a run made by hand (papermill or Jupyter, no OUTPUT_DIR): named by the parameters set, so two
+    different hand-made runs never overwrite each other: e.g. `hand-cpu-EPOCHS=5,LR=0.0001-3f2a9c1d`."""
+    import hashlib
+    given = {k: P[k] for k in sorted(explicit) if k in P and k not in ("PROFILE", "OUTPUT_DIR", "DATA_DIR")}
+    text = ",".join(f"{k}={v}" for k, v in given.items())
+    slug = re.sub(r"[^A-Za-z0-9=.,_-]+", "_", text)[:60] or "defaults"
+    digest = hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()[:8]
+    return f"hand-{P['PROFILE']}-{slug}-{digest}"
+
+
+def edited_keys(value: dict, default: dict) -> dict:
+    """The keys of a dict parameter edited in the parameters cell (differing from the default, or unknown): only
+    those count as set by the user, the others follow the profile."""
+    return {k: v for k, v in value.items() if k not in default or v != default[k]}
+
+
+def setup(ns: dict, notebook: str) -> Params:
+    """Resolve a notebook's parameters (see module doc) and prepare the run. Returns P."""
+    explicit = injected_names(ns)
+    if explicit is None:  # interactive: a value edited in the parameters cell differs from the notebook's default
+        defaults, _ = parameters_cell(notebook)
+        explicit = {k for k, v in ns.items() if k in defaults and v != defaults[k]}
+        ns = {**ns, **{k: edited_keys(ns[k], defaults[k]) for k in explicit
+                       if isinstance(defaults[k], dict) and isinstance(ns[k], dict)}}
+    P = resolve(ns, notebook, explicit)
+    if P.PROFILE in ("cpu", "smoke"):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline profiles never try the network
+        os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    seed_everything(P.get("SEED", 0))
+    out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(P, explicit))
+    out.mkdir(parents=True, exist_ok=True)
+    P.meta = {"notebook": notebook, "out": out, "t0": time.time()}
+    from lib.running import memory
+    est = memory.check_run(P, notebook)  # on a GPU: stop now, naming the knob to turn, if the run will not fit
+    if est:
+        P.meta["gpu_memory_estimate_gb"] = round(est["total"] / memory.GB, 2)
+    P.out = out
+    return P
