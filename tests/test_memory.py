@@ -58,6 +58,7 @@ def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
         params.setup(dict(ns), "02_encoders")
     monkeypatch.setattr(torch.cuda, "mem_get_info", lambda *a: (10 ** 12, 10 ** 12))
     P = params.setup(dict(ns), "02_encoders")
-    assert P.meta["gpu_memory_estimate_gb"] >= 0
+    want = memory.estimate_from_config(CFG, batch_size=P.BATCH_SIZE, max_length=P.MAX_LENGTH)["total"] / memory.GB
+    assert P.meta["gpu_memory_estimate_gb"] == round(want, 2) > 0  # the run's own batch and length were estimated
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert memory.check_run(P, "02_encoders") is None
