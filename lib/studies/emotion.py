@@ -208,7 +208,8 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
     if probs_holdout is not None and data.holdout is not None:
         y_h = data.holdout[EMOTIONS].to_numpy(np.float32)
         hold = metrics.multilabel_report(y_h, thresholds.apply(probs_holdout, t), EMOTIONS)
-        headline["holdout_macro_f1"] = hold["macro_f1"]
+        headline.update(holdout_macro_f1=hold["macro_f1"], holdout_micro_f1=hold["micro_f1"],
+                        holdout_jaccard=hold["jaccard"])  # Jaccard: SemEval-2018 E-c's official metric
         mets["holdout_dev"] = hold
     if history is not None:
         mets["history"] = history.to_dict()
@@ -445,8 +446,13 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
     best_member = table.iloc[:-1]["val_macro_f1_nested"].max()
     headline = {"val_macro_f1": blend_row["val_macro_f1_nested"], "val_macro_f1_insample": blend_row["val_macro_f1_insample"],
                 "best_member_val_macro_f1": float(best_member)}
+    blended = lambda probs: thresholds.apply(sum(wi * p for wi, p in zip(w, probs)), t)  # noqa: E731
+    val_rep = metrics.multilabel_report(y, blended(val), EMOTIONS)  # in-sample: the final weights and thresholds
+    headline.update(val_micro_f1=val_rep["micro_f1"], val_jaccard=val_rep["jaccard"])
     if "holdout_macro_f1" in blend_row:
-        headline["holdout_macro_f1"] = blend_row["holdout_macro_f1"]
+        hold_rep = metrics.multilabel_report(y_h, blended([hold_of(m) for m in ms]), EMOTIONS)
+        headline.update(holdout_macro_f1=blend_row["holdout_macro_f1"], holdout_micro_f1=hold_rep["micro_f1"],
+                        holdout_jaccard=hold_rep["jaccard"])  # Jaccard: SemEval-2018 E-c's official metric
     verdict = ("the blend beats its best member" if blend_row["val_macro_f1_nested"] > best_member + 0.002 else
                "the blend does NOT beat its best member") + " on the nested validation estimate"
     notes = [verdict, f"weights ({', '.join(m['name'] for m in ms)}) = {blend_row['weights']} and per-class thresholds "
