@@ -74,7 +74,10 @@ def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
     rec, table = emotion.ensemble(P, [tmp_path / "runs" / "01_ffnn" / "a", tmp_path / "runs" / "02_encoders" / "b"], 0.5)
     assert list(table.index) == ["01_ffnn/a", "02_encoders/b", "blend (weighted mean)"]
     assert table.loc["01_ffnn/a", "val_macro_f1_nested"] > table.loc["02_encoders/b", "val_macro_f1_nested"] + 0.3
-    assert rec["headline"]["holdout_macro_f1"] > 0.7 and rec["headline"]["val_macro_f1"] > 0.7
+    h = rec["headline"]
+    assert h["holdout_macro_f1"] > 0.7 and h["val_macro_f1"] > 0.7
+    # the good member carries the blend: micro-F1 and Jaccard follow macro-F1, each a share in (0.5, 1]
+    assert all(0.5 < h[k] <= 1 for k in ("val_micro_f1", "val_jaccard", "holdout_micro_f1", "holdout_jaccard"))
     assert (P.out / "figures" / "members_and_blend.png").is_file()
     sub = semeval.read_submission(P.out / "submission.csv")
     assert len(sub) == len(te) and list(sub.ID) == list(te.ID)
