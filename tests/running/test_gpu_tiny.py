@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/: make_fake_hub
 import make_fake_hub  # noqa: E402
 
 from lib.running import profiles  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 FAKE_TOKEN = "hf_FakeTokenPlantedByTestGpuTiny0123456789"
 GPU_RUNS = [(nb, run) for nb, run, _ in profiles.RUNS["gpu"]]
 pytestmark = pytest.mark.gpu_tiny
