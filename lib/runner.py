@@ -23,7 +23,7 @@ import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 
-from lib import paths, profiles
+from lib import download, paths, profiles
 
 QUIET_ENV = {  # batch runs: no progress bars or chatter inside the HTML reports
     "TQDM_DISABLE": "1",
@@ -364,6 +364,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn, ffnn, or one run: 02_encoders/minilm-improved); repeatable")
     ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
+    ap.add_argument("--no-download", action="store_true",
+                    help="never fetch missing datasets (also LAB_DOWNLOAD=0); missing files stop before the first run")
     ap.add_argument("--force", action="store_true",
                     help="re-run even when a finished run has the same parameters, code and data (else: 'cached')")
     a = ap.parse_args(argv)
@@ -377,6 +379,9 @@ def main(argv=None) -> int:
                 print(f"{nb}/{run}  {json.dumps(params)}  (opt-in: --only {nb}/{run})")
         return 0
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
+    if not download.preflight(sorted({nb for nb, _, _ in runs}), data_dir, allow=not a.no_download):
+        return 1
+    os.environ["LAB_DOWNLOAD"] = "0"  # the data is in place: the runs' set-up cells must not fetch it again
     print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
     t_all, failures, timings = time.time(), [], load_timings()
     keys = [f"{nb}/{run}" for nb, run, _ in runs]
