@@ -53,6 +53,7 @@ class File:
 MANIFEST = Path(os.environ.get("LAB_DATASETS_MANIFEST") or Path(__file__).with_name("datasets.tsv"))
 BAR_BYTES = 4 << 20  # files at least this large (by Content-Length) get a progress bar
 CHUNK = 1 << 16
+TIMEOUT_S = 30  # per connection attempt and per read: a dead network fails each file within this
 FETCH_COMMAND = "python -m lib.download"
 
 
@@ -104,14 +105,14 @@ def extracted(f: File, target: Path) -> bool:
     there with its size (the archive itself may have been deleted since)."""
     try:
         check, *members = _marker(target).read_text(encoding="utf-8").splitlines()
-    except OSError:
+    except (OSError, ValueError):  # no marker, or an empty / unreadable one
         return False
     if check != f.check:
         return False
     for line in members:
         size, _, name = line.partition("\t")
         p = target.parent / name
-        if not p.is_file() or p.stat().st_size != int(size):
+        if not (size.isdigit() and p.is_file() and p.stat().st_size == int(size)):
             return False
     return True
 
@@ -148,7 +149,9 @@ def _hide(text: str, url: str) -> str:
     """`text` (an error message) with the password of `url` masked wherever it appears."""
     pw = urllib.parse.urlsplit(url).password
     text = text.replace(url, mask(url))
-    return text.replace(pw, "***") if pw else text
+    for secret in {pw, urllib.parse.unquote(pw or "")} - {None, ""}:
+        text = text.replace(secret, "***")
+    return text
 
 
 def source(f: File, mirror: str = "") -> str:
@@ -203,7 +206,7 @@ FAILURES = (OSError, http.client.HTTPException, ValueError, zipfile.BadZipFile) 
 
 def _download(url: str, tmp: Path, label: str) -> None:
     """Copy `url` into `tmp`; a transfer shorter than its Content-Length raises IncompleteRead."""
-    with urllib.request.urlopen(_request(url), timeout=60) as r, open(tmp, "wb") as out:
+    with urllib.request.urlopen(_request(url), timeout=TIMEOUT_S) as r, open(tmp, "wb") as out:
         size = r.headers.get("Content-Length")
         size = int(size) if size and size.isdigit() else None
         with _bar(size, label) as bar:
@@ -308,31 +311,35 @@ def _extract(f: File, target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch_all(files: list[File], dest: Path, mirror: str = "", log=print) -> tuple[dict, list[str]]:
-    """Fetch each file (a failure does not stop the others). Returns ({dataset: [(file, status)]}, error messages)."""
+def fetch_all(files: list[File], dest: Path, mirror: str = "") -> tuple[dict, list]:
+    """Fetch each file (a failure does not stop the others). Returns ({dataset: [(file, status)]}, [(file, error)])."""
     done, errors = {}, []
     for f in files:
         try:
-            done.setdefault(f.dataset, []).append((f, fetch(f, dest, mirror, log=lambda *_: None)))
+            status = fetch(f, dest, mirror, log=lambda *_: None)
         except LabError as e:
-            errors.append(str(e))
+            errors.append((f, str(e)))
+            continue
+        done.setdefault(f.dataset, []).append((f, status))
     return done, errors
 
 
 def dataset_line(name: str, results: list, dest: Path, mirror: str) -> str:
     """One line per dataset: what was fetched, its size, its source and the checks that passed."""
-    new = [(f, s) for f, s in results if s != "present"]
-    if not new:
+    got = [f for f, s in results if s == "downloaded"]
+    redone = [f.path for f, s in results if s != "present" and f.unzip]
+    if not got and not redone:
         return f"{name}: {len(results)} file(s) present in {dest}"
-    size = sum((dest / f.path).stat().st_size for f, s in new if s == "downloaded")
-    urls = [source(f, mirror) for f, _ in new]
-    origin = mask(os.path.commonprefix(urls).rpartition("/")[0] or urls[0])
-    kinds = sorted({f.check.partition(":")[0] for f, _ in new})
-    redone = [f.path for f, s in new if f.unzip]
-    extra = f"; {', '.join(redone)} extracted and checked" if redone else ""
-    n = sum(s == "downloaded" for _, s in new)
-    return (f"{name}: fetched {n} file(s), {size / 1e6:.1f} MB from {origin}/, {'/'.join(kinds)} checksums "
-            f"verified{extra}")
+    parts = []
+    if got:
+        urls = [source(f, mirror) for f in got]
+        origin = mask(os.path.commonprefix(urls).rpartition("/")[0] or urls[0])
+        size = sum((dest / f.path).stat().st_size for f in got)
+        kinds = "/".join(sorted({f.check.partition(":")[0] for f in got}))
+        parts.append(f"fetched {len(got)} file(s), {size / 1e6:.1f} MB from {origin}/, {kinds} checksums verified")
+    if redone:
+        parts.append(f"{', '.join(redone)} extracted and checked")
+    return f"{name}: " + "; ".join(parts)
 
 
 # ---- pre-flight: the data the planned notebooks read ----------------------------------------------------------
@@ -373,7 +380,7 @@ def preflight(notebooks, data_dir: str = "", allow: bool = True, mirror: str = N
     done, errors = fetch_all(todo, dest, mirror)
     for name, results in done.items():
         log("data: " + dataset_line(name, results, dest, mirror))
-    for e in errors:
+    for _, e in errors:
         log(f"data: error: {e}")
     failed = [f for f in todo if missing(f, dest)]
     return not failed or _stop(failed, dest, f"{len(errors)} file(s) could not be fetched", log)
@@ -412,11 +419,10 @@ def main(argv=None) -> int:
     done, errors = fetch_all(files, dest, a.mirror)
     for name, results in done.items():
         print(dataset_line(name, results, dest, a.mirror))
-    for e in errors:
+    for _, e in errors:
         print(f"error: {e}", file=sys.stderr)
     if errors:
-        failed = [f.path for f in files if f.dataset not in done or f not in [g for g, _ in done[f.dataset]]]
-        print(f"{len(failed)} of {len(files)} files failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"{len(errors)} of {len(files)} files failed: {', '.join(f.path for f, _ in errors)}", file=sys.stderr)
         return 1
     print(f"all {len(files)} files in {dest} are present and checked")
     return 0
