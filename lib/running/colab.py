@@ -6,7 +6,8 @@
 The set-up cell itself only detects the platform, clones the lab (while REPO_URL is empty it stops on Colab/Kaggle
 with one instruction instead of cloning a placeholder) and puts it on sys.path; `bootstrap` does the rest: install
 requirements.txt without replacing the platform's CUDA torch (pip constraint: torch stays at the installed version),
-chdir to notebooks/ and, on Kaggle, find the datasets under /kaggle/input.
+chdir to notebooks/ and, on Kaggle, find the datasets under /kaggle/input; everywhere (a local Jupyter kernel too) it
+fetches the files the notebook reads when they are missing from DATA_DIR, as run_all.sh does (lib.data.download).
 
 This module runs before the lab's requirements are installed: it and everything `import lib.running.colab` pulls in
 (lib/__init__.py, lib/running/params.py, lib/core/paths.py, lib/core/errors.py) import with the standard library only
@@ -42,7 +43,7 @@ if _platform and not os.path.isdir(_home):  # fetch the lab once
     subprocess.run(["git", "clone", "--depth", "1", "--branch", {branch!r}, _url, _home], check=True)
 sys.path.insert(0, _home if _platform else os.path.abspath(".."))  # the lab's package `lib` (notebooks run in notebooks/)
 import lib.running.colab  # standard library only: it runs before the packages are installed
-lib.running.colab.bootstrap(_platform, _home)  # Colab/Kaggle: pip install, chdir to notebooks/, find the data; local: nothing'''
+lib.running.colab.bootstrap(_platform, _home, notebook={notebook!r})  # install (Colab/Kaggle), find or fetch the data'''
 
 
 def find_data_dir(root: str) -> str | None:
@@ -90,12 +91,30 @@ def install(home: str, run=None) -> bool:
     return True
 
 
-def bootstrap(platform: str, home: str, run=None) -> None:
-    """The set-up cell's work after the clone, on Colab or Kaggle (`platform` "colab" | "kaggle"; "" a local
-    kernel: nothing to do): install the requirements (see `install`), chdir to the clone's notebooks/, and on Kaggle
-    set DATA_DIR (unless set) to the folder under /kaggle/input ($LAB_KAGGLE_INPUT) that holds the lab's datasets."""
-    if not platform:
+def bootstrap(platform: str, home: str, run=None, notebook: str = "") -> None:
+    """The set-up cell's work after the clone. On Colab or Kaggle (`platform` "colab" | "kaggle"; "" a local
+    kernel): install the requirements (see `install`), chdir to the clone's notebooks/, and on Kaggle set DATA_DIR
+    (unless set) to the folder under /kaggle/input ($LAB_KAGGLE_INPUT) that holds the lab's datasets. Everywhere:
+    fetch the data `notebook` reads when it is missing (`fetch_data`)."""
+    if platform:
+        _platform_setup(platform, home, run)
+    fetch_data(notebook)
+
+
+def fetch_data(notebook: str) -> None:
+    """The files `notebook` reads, fetched into DATA_DIR ($DATA_DIR, else the lab's data/) when missing, exactly as
+    run_all.sh does before its runs (lib.data.download.preflight: one line per dataset, checksums verified). Skipped with
+    LAB_DOWNLOAD=0, which run_all.sh sets for the runs it makes after its own check. A failure is printed (the
+    missing files and the command that fetches them) and the notebook goes on: its loaders then name what is missing,
+    and a DATA_DIR parameter set in the notebook (read later than this cell) may point elsewhere."""
+    if not notebook:
         return
+    from lib.data import download  # standard library only, like this module
+    if download.download_allowed():
+        download.preflight([notebook])
+
+
+def _platform_setup(platform: str, home: str, run=None) -> None:
     install(home, run)
     os.chdir(os.path.join(home, "notebooks"))
     if platform == "kaggle" and not os.environ.get("DATA_DIR"):  # Kaggle mounts datasets under /kaggle/input/<name>/
@@ -107,8 +126,9 @@ def bootstrap(platform: str, home: str, run=None) -> None:
             print(f"no dataset folder of the lab ({', '.join(DATASETS)}) under {root}: attach the data or set DATA_DIR")
 
 
-def cell_source(url: str = None) -> str:
-    return CELL.format(mark=MARK, url=REPO_URL if url is None else url, branch=BRANCH)
+def cell_source(url: str = None, notebook: str = "") -> str:
+    """The set-up cell of `notebook` (its name decides which data the cell fetches)."""
+    return CELL.format(mark=MARK, url=REPO_URL if url is None else url, branch=BRANCH, notebook=notebook)
 
 
 def _notebooks():
@@ -148,8 +168,9 @@ def badges(url: str = None) -> str:
 def sync(write: bool = True) -> list[str]:
     """Rewrite (or with write=False only list) the set-up cells and README badges that differ from REPO_URL."""
     import nbformat  # third-party: imported here, so that `import lib.running.colab` needs the standard library only
-    stale, want = [], cell_source()
+    stale = []
     for p in _notebooks():
+        want = cell_source(notebook=p.stem)
         nb = nbformat.read(p, as_version=4)
         c = _setup_cell(nb, p)
         if c.source != want:

@@ -23,6 +23,7 @@ import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 
+from lib.data import download
 from lib.core import paths
 from lib.running import profiles
 
@@ -137,9 +138,6 @@ def render_html(nb_path: Path, html_path: Path) -> None:
 
 
 # the data folders each notebook reads (their files' checksums are part of a run's cache key)
-DATA_READ = {"01_ffnn": ["semeval2018_ec"], "02_encoders": ["semeval2018_ec"], "03_qlora_decoders": ["semeval2018_ec"],
-             "04_cdec": ["ecbplus"], "05_qa": ["squad_v1.1"], "06_multitask": ["minbert", "sick"],
-             "07_emotion_ensemble": ["semeval2018_ec"]}
 # notebooks that read other runs' outputs: the parameter listing them (their saved predictions join the cache key)
 RUN_INPUTS = {"07_emotion_ensemble": "MEMBERS"}
 
@@ -159,7 +157,7 @@ def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
     resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
     code = _sha([paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").glob("*.py"))])
     root = paths.data_dir(data_dir)
-    files = sorted(f for d in DATA_READ.get(notebook, []) for f in (root / d).rglob("*") if f.is_file())
+    files = sorted(f for d in download.DATA_READ.get(notebook, []) for f in (root / d).rglob("*") if f.is_file())
     key = {"params": json.loads(json.dumps(dict(resolved), default=str)), "code": code,
            "data": _sha(files) if files else "none", "tiny": os.environ.get("LAB_TINY", "")}
     if notebook in RUN_INPUTS:
@@ -365,6 +363,8 @@ def main(argv=None) -> int:
     ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn, ffnn, or one run: 02_encoders/minilm-improved); repeatable")
     ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
+    ap.add_argument("--no-download", action="store_true",
+                    help="never fetch missing datasets (also LAB_DOWNLOAD=0); missing files stop before the first run")
     ap.add_argument("--force", action="store_true",
                     help="re-run even when a finished run has the same parameters, code and data (else: 'cached')")
     a = ap.parse_args(argv)
@@ -378,6 +378,9 @@ def main(argv=None) -> int:
                 print(f"{nb}/{run}  {json.dumps(params)}  (opt-in: --only {nb}/{run})")
         return 0
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
+    if not download.preflight(sorted({nb for nb, _, _ in runs}), data_dir, allow=not a.no_download):
+        return 1
+    os.environ["LAB_DOWNLOAD"] = "0"  # the data is in place: the runs' set-up cells must not fetch it again
     print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
     t_all, failures, timings = time.time(), [], load_timings()
     keys = [f"{nb}/{run}" for nb, run, _ in runs]

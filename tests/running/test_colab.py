@@ -19,7 +19,7 @@ def test_notebooks_and_readme_in_sync_with_repo_url():
     for p in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
         first_code = next(c for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "code")
         src = "".join(first_code["source"])
-        assert src == colab.cell_source() and "YOUR-ORG" not in src
+        assert src == colab.cell_source(notebook=p.stem) and "YOUR-ORG" not in src
 
 
 def test_an_edited_setup_cell_is_out_of_sync(tmp_path, monkeypatch):
@@ -209,3 +209,26 @@ def test_setup_cell_leaves_no_parameter_like_globals():
     ns = {}
     exec(compile(colab.cell_source(), "setup-cell", "exec"), ns)
     assert [k for k in ns if k.isupper() and not k.startswith("_")] == []
+
+
+def test_setup_cell_on_a_local_kernel_fetches_what_its_notebook_reads(data_dir, tmp_path, monkeypatch, capsys):
+    """A notebook opened by hand in Jupyter on an empty data folder: its set-up cell fetches the files that notebook
+    reads (06: minBERT and SICK, not the extras nor other notebooks' data), as run_all.sh does; LAB_DOWNLOAD=0 (what
+    run_all.sh sets for its own runs) leaves the folder alone."""
+    for k in ("KAGGLE_KERNEL_RUN_TYPE", "LAB_DOWNLOAD"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    empty = tmp_path / "off"
+    monkeypatch.setenv("DATA_DIR", str(empty))
+    monkeypatch.setenv("LAB_DOWNLOAD", "0")
+    _run_cell(colab.cell_source(notebook="06_multitask"), paths.NOTEBOOKS)
+    assert not empty.exists()
+    monkeypatch.delenv("LAB_DOWNLOAD")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("LAB_DATA_MIRROR", str(data_dir))
+    _run_cell(colab.cell_source(notebook="06_multitask"), paths.NOTEBOOKS)
+    out = capsys.readouterr().out
+    assert "data: minbert: fetched 10 file(s)" in out and "data: sick: fetched 1 file(s)" in out
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["minbert", "sick"]
+    assert not (tmp_path / "data/minbert/quora-train.csv").exists()
