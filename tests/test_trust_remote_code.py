@@ -5,8 +5,8 @@ import json
 import pytest
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-from lib import models
-from lib.errors import LabError
+from lib.core.errors import LabError
+from lib.models import registry
 
 
 @pytest.fixture
@@ -27,13 +27,13 @@ def test_model_needing_remote_code_is_a_clear_error(custom_code_repo, cls, monke
     monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("asked whether to run the repository's code"))
     with pytest.raises(LabError, match=rf"model '{custom_code_repo}' needs its repository's own Python code.*"
                                        r"trust_remote_code=False"):
-        models.load_model(str(custom_code_repo), cls)
+        registry.load_model(str(custom_code_repo), cls)
     assert not (custom_code_repo / "ran").exists()
 
 
 def test_tokenizer_needing_remote_code_is_a_clear_error(custom_code_repo):
     with pytest.raises(LabError, match=rf"model '{custom_code_repo}' needs its repository's own Python code"):
-        models.load_tokenizer(str(custom_code_repo))
+        registry.load_tokenizer(str(custom_code_repo))
     assert not (custom_code_repo / "ran").exists()
 
 
@@ -45,6 +45,6 @@ def test_trust_remote_code_false_is_passed_explicitly(monkeypatch):
         def from_pretrained(cls, path, **kw):
             seen.append(kw)
             return cls()
-    models.load_model("all-MiniLM-L6-v2", Fake, num_labels=3)
-    models.load_model("all-MiniLM-L6-v2", Fake, trust_remote_code=True)  # a caller cannot switch it on
+    registry.load_model("all-MiniLM-L6-v2", Fake, num_labels=3)
+    registry.load_model("all-MiniLM-L6-v2", Fake, trust_remote_code=True)  # a caller cannot switch it on
     assert seen == [{"num_labels": 3, "trust_remote_code": False}, {"trust_remote_code": False}]
