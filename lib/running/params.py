@@ -32,6 +32,8 @@ from lib.core.errors import LabError
 from lib.training.seeding import seed_everything
 
 _ALLOWED = re.compile(r"\[([^\]]*\|[^\]]*)\]")
+# names papermill itself injects beside the parameters (`--inject-paths`): not parameters, never an error
+PAPERMILL_NAMES = {"PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"}
 
 
 class Params(dict):
@@ -268,7 +270,7 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
     if explicit is None:
         explicit = {k for k in given if not k.startswith("_")}
     # every name set explicitly, whatever its case (papermill's `-p epochs 1` too), and any upper-case global
-    names = explicit | {k for k in given if k.isupper() and not k.startswith("_")}
+    names = (explicit | {k for k in given if k.isupper() and not k.startswith("_")}) - PAPERMILL_NAMES
     unknown = sorted(names - set(defaults))
     given = {k: v for k, v in given.items() if k in names}
     if unknown:

@@ -253,6 +253,17 @@ def test_injected_name_in_any_case_is_checked(tmp_path, name, hint):
         params.setup(ns, "01_ffnn")
 
 
+def test_names_papermill_injects_itself_are_not_parameters(tmp_path):
+    """`papermill --inject-paths` adds PAPERMILL_INPUT_PATH / PAPERMILL_OUTPUT_PATH to the injected cell."""
+    defaults, _ = params.parameters_cell("01_ffnn")
+    injected = (f"# Parameters\nPROFILE = \"smoke\"\nOUTPUT_DIR = \"{tmp_path}\"\nPAPERMILL_INPUT_PATH = \"in.ipynb\"\n"
+                "PAPERMILL_OUTPUT_PATH = \"out.ipynb\"\n")
+    ns = {**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path), "PAPERMILL_INPUT_PATH": "in.ipynb",
+          "PAPERMILL_OUTPUT_PATH": "out.ipynb", "In": ["", injected]}
+    P = params.setup(ns, "01_ffnn")
+    assert P.PROFILE == "smoke" and "PAPERMILL_INPUT_PATH" not in P
+
+
 def test_unknown_name_lists_the_close_matches():
     with pytest.raises(LabError, match=r"max_sample \(did you mean MAX_\w+_SAMPLES or MAX_\w+_SAMPLES"):
         params.resolve({"max_sample": 3}, "05_qa")
