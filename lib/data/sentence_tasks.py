@@ -150,11 +150,13 @@ def read_sick(data_dir="", sets=("TRAIN", "TRIAL", "TEST")) -> pd.DataFrame:
         if len(r) != len(header):
             raise LabError(f"{path}:{n}: {len(r)} tab-separated fields, expected {len(header)} ({', '.join(header)}) "
                            "(a truncated or damaged SICK.txt?)")
+        score = r[header.index("relatedness_score")]
         try:
-            float(r[header.index("relatedness_score")])
+            in_range = 1 <= float(score) <= 5
         except ValueError:
-            raise LabError(f"{path}:{n}: relatedness_score {r[header.index('relatedness_score')]!r} is not a number; "
-                           "expected 1-5") from None
+            raise LabError(f"{path}:{n}: relatedness_score {score!r} is not a number; expected 1-5") from None
+        if not in_range:
+            raise LabError(f"{path}:{n}: relatedness_score {score} is outside SICK's 1-5 scale")
     df = pd.DataFrame(rows[1:], columns=header)
     df["relatedness_score"] = df["relatedness_score"].astype(float)
     df = df[df["SemEval_set"].str.strip().isin(sets)]

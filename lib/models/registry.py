@@ -231,9 +231,15 @@ def _from_pretrained(cls, name: str, **kw):
     if path == name:
         hub_token()
     try:
-        return cls.from_pretrained(path, **kw)
+        return cls.from_pretrained(path, **{**kw, "trust_remote_code": False})  # never run a repository's own code
     except OSError as e:
         raise _hub_error(name, e) from None
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise LabError(f"model {name!r} needs its repository's own Python code (transformers does not know its "
+                       "architecture), and the lab never runs code from a model repository (trust_remote_code=False): "
+                       "pick a model transformers supports, e.g. one of " + ", ".join(EMBEDDED)) from None
 
 
 _DROPOUT_KEYS = ("hidden_dropout_prob", "attention_probs_dropout_prob", "attention_dropout", "hidden_dropout",
@@ -248,7 +254,7 @@ def dropout_overrides(name: str, p: float) -> dict:
     if p < 0:
         return {}
     from transformers import AutoConfig
-    cfg = AutoConfig.from_pretrained(local_path(name))
+    cfg = load_model(name, AutoConfig)
     return {k: p for k in _DROPOUT_KEYS if isinstance(getattr(cfg, k, None), float)}
 
 

@@ -89,7 +89,7 @@ def check_run(P, notebook: str) -> dict | None:
         return None
     from transformers import AutoConfig
     try:
-        config = AutoConfig.from_pretrained(P.MODEL)
+        config = AutoConfig.from_pretrained(P.MODEL, trust_remote_code=False)
         quant = P.get("QUANTIZATION", "none") if notebook == "03_qlora_decoders" else "none"
         est = estimate_from_config(config, quantization=quant,
                                    lora_r=P.get("LORA", {}).get("r", 0) if notebook == "03_qlora_decoders" else 0,

@@ -8,11 +8,14 @@ it (by the user, papermill or a profile) is a dict too, possibly partial, MERGED
 unknown key is an error, each key's type is checked against its default, and a key the user set wins over the
 profile's preset for that key.
 `setup(globals(), "01_ffnn")` then
-  * rejects unknown or mistyped names (papermill itself only warns), with a suggestion;
+  * rejects unknown or mistyped names (papermill itself only warns), whatever their case (`-p epochs 1` too:
+    every name papermill injected is checked), with the closest known names;
   * checks types against the defaults and allowed values against the `[a|b]` lists;
   * resolves PROFILE (`auto` -> `gpu` with CUDA else `cpu`) and fills every parameter left at its
     default from the profile's presets in `lib/running/profiles.py` (a value you set always wins);
+  * checks ranges and cross-parameter rules (lib/running/param_rules.py) on the resolved values, quoting the comments;
   * seeds everything, sets offline mode for offline profiles, and creates the run's output folder.
+The result, P, is read-only (Params): a function that needs another value takes it as an argument.
 """
 from __future__ import annotations
 
@@ -29,10 +32,19 @@ from lib.core.errors import LabError
 from lib.training.seeding import seed_everything
 
 _ALLOWED = re.compile(r"\[([^\]]*\|[^\]]*)\]")
+# names papermill itself injects beside the parameters (`--inject-paths`): not parameters, never an error
+PAPERMILL_NAMES = {"PAPERMILL_INPUT_PATH", "PAPERMILL_OUTPUT_PATH"}
 
 
 class Params(dict):
-    """Resolved parameters; read as P.NAME or P["NAME"]. Extra run facts live in P.meta."""
+    """Resolved parameters, read-only: read as P.NAME or P["NAME"]; a write (P["X"] = ..., P.X = ..., update, a
+    change inside a dict or list parameter) raises ReadOnlyParameters, so what a run did is what it resolved. Run
+    facts that are not parameters: P.out (the run's folder) and P.meta (a plain dict, e.g. the caps that applied)."""
+
+    def __init__(self, values=(), /, *, out=None, meta=None, **names):
+        super().__init__({k: frozen(v) for k, v in {**dict(values), **names}.items()})
+        object.__setattr__(self, "out", out)
+        object.__setattr__(self, "meta", {} if meta is None else meta)
 
     def __getattr__(self, k):
         try:
@@ -40,17 +52,116 @@ class Params(dict):
         except KeyError:
             raise AttributeError(k) from None
 
+    def __setattr__(self, k, v):
+        raise ReadOnlyParameters(k)
+
+    def __delattr__(self, k):
+        raise ReadOnlyParameters(k)
+
+    def __setitem__(self, k, v):
+        raise ReadOnlyParameters(k)
+
+    def __delitem__(self, k):
+        raise ReadOnlyParameters(k)
+
+    def _write(self, *a, **kw):
+        raise ReadOnlyParameters(_written_name(a, kw))
+
+    update = setdefault = pop = popitem = clear = __ior__ = _write
+
+    def __reduce__(self):  # pickle rebuilds through __init__ (the default would call __setitem__)
+        return _rebuild, (dict(self), self.out, self.meta)
+
+    def __copy__(self):
+        return Params(self, out=self.out, meta=self.meta)
+
+    def __deepcopy__(self, memo):
+        import copy
+        return Params(copy.deepcopy(dict(self), memo), out=self.out, meta=copy.deepcopy(self.meta, memo))
+
+
+def _rebuild(values, out, meta):
+    return Params(values, out=out, meta=meta)
+
+
+def _written_name(args, kwargs):
+    """The parameter a write names: update({"X": ...}) / update(X=...) / pop("X") / setdefault("X", ...)."""
+    if args and isinstance(args[0], str):
+        return args[0]
+    if args and isinstance(args[0], dict) and args[0]:
+        return next(iter(args[0]))
+    return next(iter(kwargs), None)
+
+
+class ReadOnlyParameters(TypeError):
+    """A write into the resolved parameters (a programming mistake: the traceback shows where)."""
+
+    def __init__(self, name=None, what=None):
+        what = what or (f"parameter {name}" if name is not None else "the parameters")
+        super().__init__(f"{what}: the resolved parameters are read-only (what metrics.json records is what ran); "
+                         "pass a changed value to the function that needs it, or set the parameter before lib.setup "
+                         "(the parameters cell, papermill -p, or a profile)")
+
+
+class _FrozenDict(dict):
+    """A dict parameter's value inside Params: reads like a dict (and **-unpacks, JSON-encodes), refuses writes."""
+
+    def _write(self, *a, **kw):
+        key = _written_name(a, kw)
+        raise ReadOnlyParameters(what=f"key {key!r} of a dict parameter" if key else "a dict parameter")
+
+    __setitem__ = __delitem__ = update = setdefault = pop = popitem = clear = __ior__ = _write
+
+    def __reduce__(self):
+        return _FrozenDict, (dict(self),)
+
+    def __deepcopy__(self, memo):
+        import copy
+        return {k: copy.deepcopy(v, memo) for k, v in self.items()}  # a copy is the caller's own: writable
+
+
+class _FrozenList(list):
+    """A list parameter's value inside Params: reads like a list, refuses writes."""
+
+    def _write(self, *a, **kw):
+        raise ReadOnlyParameters(what="a list parameter")
+
+    __setitem__ = __delitem__ = append = extend = insert = pop = remove = clear = sort = reverse = _write
+    __iadd__ = __imul__ = _write
+
+    def __reduce__(self):
+        return _FrozenList, (list(self),)
+
+    def __deepcopy__(self, memo):
+        import copy
+        return [copy.deepcopy(v, memo) for v in self]
+
+
+def frozen(value):
+    """`value` with every dict and list inside it made read-only (_FrozenDict, _FrozenList)."""
+    if isinstance(value, dict):
+        return _FrozenDict({k: frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return _FrozenList(frozen(v) for v in value)
+    return value
+
 
 def parameters_cell(notebook: str | Path) -> tuple[dict, dict]:
     """Parse a notebook's `parameters` cell -> ({name: default}, {name: allowed values or None}); for a dict
     parameter the allowed entry is {key: allowed values or None}."""
-    defaults, allowed, _ = _parse_cell(notebook)
+    defaults, allowed, _, _ = _parse_cell(notebook)
     return defaults, allowed
 
 
 def key_docs(notebook: str | Path) -> dict:
     """{dict parameter: {key: its documenting comment}} from the comment lines above each dict parameter."""
     return _parse_cell(notebook)[2]
+
+
+def comments(notebook: str | Path) -> dict:
+    """{NAME: its comment in the parameters cell} and {"NAME.key": the comment line documenting that key}."""
+    _, _, docs, notes = _parse_cell(notebook)
+    return {**notes, **{f"{name}.{k}": doc for name, keys in docs.items() for k, doc in keys.items()}}
 
 
 _KEY_DOC = re.compile(r"^\s*#\s+([a-z_][a-z0-9_]*):\s*(.*)$")
@@ -66,7 +177,7 @@ def _parse_cell(notebook):
         raise LabError(f"{path}: expected exactly one cell tagged 'parameters', found {len(cells)}")
     src = "".join(cells[0]["source"])
     lines = src.splitlines()
-    defaults, allowed, docs = {}, {}, {}
+    defaults, allowed, docs, notes = {}, {}, {}, {}
     for node in ast.parse(src).body:
         if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
             raise LabError(f"{path}: parameters cell line {node.lineno}: only `NAME = literal` assignments allowed")
@@ -76,6 +187,7 @@ def _parse_cell(notebook):
         except ValueError:
             raise LabError(f"{path}: parameters cell line {node.lineno}: {name} must be a literal") from None
         comment = lines[node.lineno - 1].partition("#")[2]
+        notes[name] = comment.strip()
         m = _ALLOWED.search(comment)
         allowed[name] = [_literal_or_word(v) for v in m.group(1).split("|")] if m else None
         if isinstance(defaults[name], dict):  # its keys are documented by the comment lines right above it
@@ -88,13 +200,16 @@ def _parse_cell(notebook):
                 i -= 1
             allowed[name] = {k: ([_literal_or_word(v) for v in a.group(1).split("|")]
                                  if (a := _ALLOWED.search(docs[name].get(k, ""))) else None) for k in defaults[name]}
-    return defaults, allowed, docs
+    return defaults, allowed, docs, notes
 
 
 def _suggest(name: str, known) -> str:
-    """`name` with the closest known name (difflib; else a known name it abbreviates, e.g. temp -> temperature)."""
-    close = difflib.get_close_matches(name, list(known), n=1) or [k for k in known if k.startswith(name)][:1]
-    return f"{name}" + (f" (did you mean {close[0]}?)" if close else "")
+    """`name` with the closest known names, whatever the case (difflib; else a known name it abbreviates, e.g.
+    temp -> temperature)."""
+    by_lower = {k.lower(): k for k in known}
+    close = (difflib.get_close_matches(name.lower(), list(by_lower), n=3)
+             or [k for k in by_lower if k.startswith(name.lower())][:1])
+    return f"{name}" + (f" (did you mean {' or '.join(by_lower[c] for c in close)}?)" if close else "")
 
 
 def merge_dict(notebook: str, name: str, base: dict, value, source: str = "") -> dict:
@@ -152,10 +267,12 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
     from lib.running import profiles, tiny
 
     defaults, allowed = parameters_cell(notebook)
-    given = {k: v for k, v in given.items() if k.isupper() and not k.startswith("_")}
     if explicit is None:
-        explicit = set(given)
-    unknown = sorted(set(given) - set(defaults))
+        explicit = {k for k in given if not k.startswith("_")}
+    # every name set explicitly, whatever its case (papermill's `-p epochs 1` too), and any upper-case global
+    names = (explicit | {k for k in given if k.isupper() and not k.startswith("_")}) - PAPERMILL_NAMES
+    unknown = sorted(names - set(defaults))
+    given = {k: v for k, v in given.items() if k in names}
     if unknown:
         hints = ", ".join(_suggest(u, defaults) for u in unknown)
         raise LabError(f"notebook {notebook}: unknown parameter(s): {hints}. "
@@ -189,7 +306,24 @@ def resolve(given: dict, notebook: str, explicit: set[str] | None = None) -> Par
                                    f"{allowed[k][key]}")
         elif allowed[k] is not None and v not in allowed[k] and not (k == "PROFILE" and v in ("cpu", "gpu")):
             raise LabError(f"notebook {notebook}: parameter {k}={v!r} is not one of {allowed[k]}")
+    check_rules(notebook, values, defaults)
     return Params(values)
+
+
+def check_rules(notebook: str, values: dict, defaults: dict) -> None:
+    """The ranges and cross-parameter rules of lib/running/param_rules.py; the first broken one stops the run, its message
+    quoting each parameter's comment from the parameters cell."""
+    from lib.running import param_rules
+    broken = param_rules.broken(notebook, values, defaults)
+    if not broken:
+        return
+    r, notes = broken[0], comments(notebook)
+    got = [param_rules.value(values, n) for n in r.names]
+    shown = ", ".join(f"{n}={v!r}" for n, v in zip(r.names, got))
+    expected = r.expected(*got) if callable(r.expected) else r.expected
+    meaning = "; ".join(f"{n}: {notes[n]}" for n in r.names if notes.get(n))
+    raise LabError(f"notebook {notebook}: parameter {shown}: expected {expected}"
+                   + (f" ({meaning})" if meaning else ""))
 
 
 def hand_run_name(P: dict, explicit: set[str]) -> str:
@@ -217,18 +351,17 @@ def setup(ns: dict, notebook: str) -> Params:
         explicit = {k for k, v in ns.items() if k in defaults and v != defaults[k]}
         ns = {**ns, **{k: edited_keys(ns[k], defaults[k]) for k in explicit
                        if isinstance(defaults[k], dict) and isinstance(ns[k], dict)}}
-    P = resolve(ns, notebook, explicit)
-    if P.PROFILE in ("cpu", "smoke"):
+    values = resolve(ns, notebook, explicit)
+    if values.PROFILE in ("cpu", "smoke"):
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # offline profiles never try the network
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    seed_everything(P.get("SEED", 0))
-    out = Path(P.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(P, explicit))
+    seed_everything(values.get("SEED", 0))
+    out = Path(values.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(values, explicit))
     out.mkdir(parents=True, exist_ok=True)
-    P.meta = {"notebook": notebook, "out": out, "t0": time.time()}
+    P = Params(values, out=out, meta={"notebook": notebook, "out": out, "t0": time.time()})
     from lib.running import memory
     est = memory.check_run(P, notebook)  # on a GPU: stop now, naming the knob to turn, if the run will not fit
     if est:
         P.meta["gpu_memory_estimate_gb"] = round(est["total"] / memory.GB, 2)
-    P.out = out
     return P

@@ -189,22 +189,23 @@ def class_weights(P, y_train):
 
 
 def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=None, name="model",
-             study="ffnn", extra_headline=None, extra_metrics=None, notes=None, members=None):
+             study="ffnn", extra_headline=None, extra_metrics=None, notes=None, members=None, threshold_mode=None):
     """Tune thresholds on validation, score, draw the figures, write thresholds.json, submission.csv and metrics.json.
     `members`: the single models' scores of an ensemble (seed_ensemble's singles), reported beside the average.
+    `threshold_mode`: how thresholds are chosen (per_class | global | fixed); None: P.THRESHOLDS.
 
     Returns (record, per-class DataFrame) for display.
     """
-    y_val = data.y_val
-    t = thresholds.choose(y_val, probs_val, P.THRESHOLDS, P.FIXED_THRESHOLD)
+    y_val, mode = data.y_val, threshold_mode or P.THRESHOLDS
+    t = thresholds.choose(y_val, probs_val, mode, P.FIXED_THRESHOLD)
     thresholds.save(t, EMOTIONS, P.out / "thresholds.json")
     val_rep = metrics.multilabel_report(y_val, thresholds.apply(probs_val, t), EMOTIONS)
     at_half = metrics.multilabel_report(y_val, thresholds.apply(probs_val, np.full(len(EMOTIONS), 0.5)), EMOTIONS)
-    headline = {"val_macro_f1": crossfit_score(y_val, probs_val, P.THRESHOLDS, P.FIXED_THRESHOLD, P.SEED),
+    headline = {"val_macro_f1": crossfit_score(y_val, probs_val, mode, P.FIXED_THRESHOLD, P.SEED),
                 "val_macro_f1_insample": val_rep["macro_f1"], "val_micro_f1": val_rep["micro_f1"],
                 "val_jaccard": val_rep["jaccard"]}
     mets = {"validation": val_rep, "validation_at_0.5": at_half, "thresholds": dict(zip(EMOTIONS, t)),
-            "split": data.description, "n_train": len(data.train), "n_val": len(data.val)}
+            "threshold_mode": mode, "split": data.description, "n_train": len(data.train), "n_val": len(data.val)}
     if probs_holdout is not None and data.holdout is not None:
         y_h = data.holdout[EMOTIONS].to_numpy(np.float32)
         hold = metrics.multilabel_report(y_h, thresholds.apply(probs_holdout, t), EMOTIONS)
@@ -231,7 +232,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
     if history is not None and history.evals:
         report.save_figure(plots.loss_curves(history, f"{name}: loss"), P, "loss_curves")
     notes = list(notes or []) + baseline_verdicts(headline, mets["baselines"])
-    if P.THRESHOLDS != "fixed":
+    if mode != "fixed":
         notes.append(f"validation macro-F1 {headline['val_macro_f1']:.3f} is cross-fitted (thresholds tuned on one half "
                      f"of the {len(y_val):,} validation tweets, scored on the other); tuned and scored on all of them "
                      f"(the study's way, optimistic) it is {val_rep['macro_f1']:.3f}")

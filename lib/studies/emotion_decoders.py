@@ -100,10 +100,16 @@ def zero_shot(P, tok, model, data, labels) -> tuple[dict, list]:
     t0 = time.time()
     zs_model = float_base(P.MODEL, P.MODE) if P.PREDICT_WITH == "float" and P.QUANTIZATION != "none" else model
     scores, pred, answers, stats = generative_scores(P, zs_model, tok, data.val["Tweet"].tolist(), labels)
-    mode = P.THRESHOLDS if P.LABEL_SCORES == "probs" else "fixed"
+    mode = threshold_mode(P)
     return {"macro_f1": emotion.crossfit_score(data.y_val, scores, mode, P.FIXED_THRESHOLD, P.SEED),
             "answers_macro_f1": metrics.macro_f1(data.y_val, pred), "jaccard": metrics.jaccard_accuracy(data.y_val, pred),
             **stats, "seconds": time.time() - t0}, answers
+
+
+def threshold_mode(P) -> str:
+    """How this run's thresholds are chosen: P.THRESHOLDS, except "fixed" for generative LABEL_SCORES "answers"
+    (0/1 answers: nothing to tune)."""
+    return "fixed" if P.MODE == "generative" and P.LABEL_SCORES == "answers" else P.THRESHOLDS
 
 
 def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores: dict | None = None, history=None):
@@ -116,7 +122,7 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
     answers). The classifier's validation logits are those of the training run's restored evaluation (`history`)
     when the predicting model is that very model, instead of a second pass over the validation tweets.
     Generative mode scores each label from one generation pass (generative_scores, LABEL_SCORES); with "answers" the
-    scores are the 0/1 answers and THRESHOLDS becomes "fixed" (nothing to tune)."""
+    scores are the 0/1 answers, scored with fixed thresholds (threshold_mode: pass it to emotion.conclude)."""
     import time
 
     from lib.models import encoders
@@ -147,9 +153,7 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
                 parsed[f"{n}_macro_f1"] = metrics.macro_f1(df[labels].to_numpy(int), pred)
         extra["predicted_tweets"] = sum(len(p) for p in probs.values())
         extra["parsing"], extra["answers_as_generated"] = stats, parsed
-        if P.LABEL_SCORES == "answers":
-            P["THRESHOLDS"] = "fixed"  # 0/1 answers: nothing to tune
-        else:
+        if P.LABEL_SCORES != "answers":
             notes.append("each label scored by the square root of the highest probability the tuned model gave its "
                          "first token while generating the answer (thresholds tuned on these, as a classifier's); the parsed answers "
                          "alone (0/1) score macro-F1 " + ", ".join(

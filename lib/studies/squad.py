@@ -128,9 +128,25 @@ def _tokenize(tok, examples, max_length, stride):
     pad_right = tok.padding_side == "right"
     q = [e["question"].lstrip() for e in examples]
     c = [e["context"] for e in examples]
+    _check_window_room(tok, q, max_length, stride)
     return tok(q if pad_right else c, c if pad_right else q, truncation="only_second" if pad_right else "only_first",
                max_length=max_length, stride=stride, return_overflowing_tokens=True, return_offsets_mapping=True,
                padding=False)
+
+
+def _check_window_room(tok, questions, max_length, stride):
+    """Each window holds the whole question, the special tokens and a slice of context longer than the overlap
+    STRIDE (else the tokenizer panics): a LabError naming the longest question otherwise."""
+    if not questions:
+        return
+    lengths = [len(ids) for ids in tok(questions, add_special_tokens=False)["input_ids"]]
+    longest = max(range(len(lengths)), key=lengths.__getitem__)
+    room = max_length - lengths[longest] - tok.num_special_tokens_to_add(pair=True)
+    if stride >= room:
+        raise LabError(f"STRIDE={stride}, MAX_LENGTH={max_length}: the longest question ({lengths[longest]} tokens: "
+                       f"{questions[longest][:80]!r}) leaves {max(room, 0)} context tokens a window, and the overlap "
+                       f"STRIDE must be below that: lower STRIDE or raise MAX_LENGTH to at least "
+                       f"{max_length - room + stride + 1}")
 
 
 def prepare_train_features(tok, examples, max_length: int = 384, stride: int = 128) -> list[dict]:
@@ -398,7 +414,7 @@ def head_is_new(name: str) -> bool:
     from transformers import AutoConfig
 
     from lib.models import registry
-    cfg = AutoConfig.from_pretrained(registry.local_path(name))
+    cfg = registry.load_model(name, AutoConfig)
     return not any("QuestionAnswering" in a for a in (cfg.architectures or []))
 
 

@@ -123,6 +123,7 @@ def test_sick_bom_crlf_loads(tmp_path):
     ("empty", b"", r"SICK\.txt:1: empty file"),
     ("columns", SICK + "3\tonly\ttwo\n", r"SICK\.txt:4: 3 tab-separated fields, expected 12"),
     ("truncated", SICK[:-20], r"SICK\.txt:3: \d+ tab-separated fields, expected 12"),
+    ("out of range", SICK.replace("\t1.0\t", "\t5.5\t"), r"SICK\.txt:3: relatedness_score 5\.5 is outside SICK's 1-5"),
 ])
 def test_sick_bad_files(tmp_path, kind, data, match):
     with pytest.raises(LabError, match=match):

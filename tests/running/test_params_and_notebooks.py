@@ -238,3 +238,110 @@ def test_seed_everything_leaves_the_rngs_where_transformers_set_seed_does():
         draws.append((random.random(), float(np.random.rand()), float(torch.rand(1))))
         random.random(), torch.rand(3)  # move the states on, so the second seeding must reset them
     assert draws[0] == draws[1]
+
+
+# ---------------------------------------------------------------- every name checked as given; read-only result
+
+@pytest.mark.parametrize("name, hint", [("epochs", "EPOCHS"), ("Epochs", "EPOCHS"), ("max_steps", "MAX_STEPS"),
+                                        ("lr", "LR")])
+def test_injected_name_in_any_case_is_checked(tmp_path, name, hint):
+    """papermill -p epochs 1 injects `epochs = 1`: an unknown name whatever its case, not a silent default run."""
+    defaults, _ = params.parameters_cell("01_ffnn")
+    injected = f"# Parameters\nPROFILE = \"cpu\"\n{name} = 1\nOUTPUT_DIR = \"{tmp_path}\"\n"
+    ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), name: 1, "In": ["", injected]}
+    with pytest.raises(LabError, match=rf"unknown parameter\(s\): {name} \(did you mean {hint}"):
+        params.setup(ns, "01_ffnn")
+
+
+def test_names_papermill_injects_itself_are_not_parameters(tmp_path):
+    """`papermill --inject-paths` adds PAPERMILL_INPUT_PATH / PAPERMILL_OUTPUT_PATH to the injected cell."""
+    defaults, _ = params.parameters_cell("01_ffnn")
+    injected = (f"# Parameters\nPROFILE = \"smoke\"\nOUTPUT_DIR = \"{tmp_path}\"\nPAPERMILL_INPUT_PATH = \"in.ipynb\"\n"
+                "PAPERMILL_OUTPUT_PATH = \"out.ipynb\"\n")
+    ns = {**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path), "PAPERMILL_INPUT_PATH": "in.ipynb",
+          "PAPERMILL_OUTPUT_PATH": "out.ipynb", "In": ["", injected]}
+    P = params.setup(ns, "01_ffnn")
+    assert P.PROFILE == "smoke" and "PAPERMILL_INPUT_PATH" not in P
+
+
+def test_unknown_name_lists_the_close_matches():
+    with pytest.raises(LabError, match=r"max_sample \(did you mean MAX_\w+_SAMPLES or MAX_\w+_SAMPLES"):
+        params.resolve({"max_sample": 3}, "05_qa")
+
+
+def test_lower_case_globals_of_an_interactive_session_are_not_parameters(tmp_path):
+    defaults, _ = params.parameters_cell("01_ffnn")
+    ns = {**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path), "os": object(), "x": 1, "_": None}
+    assert params.setup(ns, "01_ffnn").PROFILE == "smoke"
+
+
+def test_papermill_lower_case_parameter_stops_the_run(tmp_path):
+    """End to end, as the issue reports it: `papermill ... -p weight_step 0.5` (07 only resolves its parameters in
+    its first cells) fails at the set-up cell naming the parameter, instead of running with the default."""
+    with pytest.raises(pm.PapermillExecutionError, match=r"unknown parameter\(s\): weight_step \(did you mean "
+                                                         r"WEIGHT_STEP\?\)"):
+        pm.execute_notebook(str(paths.NOTEBOOKS / "07_emotion_ensemble.ipynb"), str(tmp_path / "out.ipynb"),
+                            cwd=str(paths.NOTEBOOKS), progress_bar=False, kernel_name="python3",
+                            parameters={"PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path / "run"), "weight_step": 0.5})
+
+
+def test_resolved_parameters_are_read_only():
+    P = params.resolve({"PROFILE": "cpu"}, "05_qa")
+    writes = [lambda: P.__setitem__("STRIDE", 1), lambda: setattr(P, "STRIDE", 1), lambda: P.update(STRIDE=1),
+              lambda: P.pop("STRIDE"), lambda: P.setdefault("NEW", 1), lambda: P.__delitem__("STRIDE"),
+              lambda: P.LORA.__setitem__("r", 1), lambda: P.LORA.update({"r": 1}), lambda: P.METHODS.append("x"),
+              lambda: P.LORA["targets"].append("dense"), lambda: P.clear()]
+    for write in writes:
+        with pytest.raises(params.ReadOnlyParameters, match="read-only"):
+            write()
+    with pytest.raises(params.ReadOnlyParameters, match=r"parameter STRIDE: the resolved parameters are read-only"):
+        P["STRIDE"] = 1
+    assert P.STRIDE == params.resolve({"PROFILE": "cpu"}, "05_qa").STRIDE and "NEW" not in P
+
+
+def test_read_only_parameters_still_read_copy_pickle_and_serialise_as_before():
+    import copy
+    import pickle
+    P = params.Params({"LORA": {"r": 8, "targets": ["query"]}, "METHODS": ["full"]}, out="o", meta={"t0": 1})
+    P.meta["caps"] = ["a cap"]  # run facts stay writable
+    assert json.loads(json.dumps(P)) == {"LORA": {"r": 8, "targets": ["query"]}, "METHODS": ["full"]}
+    mine = {**P.LORA, "r": 4}  # a caller's changed copy
+    assert mine == {"r": 4, "targets": ["query"]} and P.LORA["r"] == 8
+    assert P.METHODS + ["lora"] == ["full", "lora"]
+    back = pickle.loads(pickle.dumps(P))
+    assert back == P and back.out == "o" and back.meta == P.meta
+    with pytest.raises(params.ReadOnlyParameters):
+        back.LORA["r"] = 1
+    deep = copy.deepcopy(P)
+    assert deep == P and isinstance(deep, params.Params)
+    with pytest.raises(params.ReadOnlyParameters):
+        deep["LORA"] = {}
+
+
+def test_library_code_never_writes_into_the_parameters():
+    """No `P[...] = `, `P.X = ` or `P.X[...] = ` in lib/ (decoders.py once set P["THRESHOLDS"]): a value a function
+    changes is passed on or returned explicitly."""
+    import ast
+    offenders = []
+    for path in sorted(paths.ROOT.glob("lib/**/*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+                node, (ast.AugAssign, ast.AnnAssign)) else []
+            for t in targets:
+                base = t
+                while isinstance(base, (ast.Subscript, ast.Attribute)):
+                    base = base.value
+                if base is not t and isinstance(base, ast.Name) and base.id == "P" and not (
+                        isinstance(t, ast.Subscript) and isinstance(t.value, ast.Attribute) and t.value.attr == "meta"):
+                    offenders.append(f"{path.relative_to(paths.ROOT)}:{node.lineno}")
+    assert not offenders, offenders
+
+
+def test_generative_answers_are_scored_with_fixed_thresholds_without_touching_the_parameters():
+    from lib.studies import emotion_decoders as decoders
+    P = params.resolve({"PROFILE": "cpu", "MODE": "generative", "LABEL_SCORES": "answers"}, "03_qlora_decoders")
+    assert decoders.threshold_mode(P) == "fixed" and P.THRESHOLDS == "per_class"
+    P = params.resolve({"PROFILE": "cpu", "MODE": "generative"}, "03_qlora_decoders")
+    assert decoders.threshold_mode(P) == "per_class"
+    P = params.resolve({"PROFILE": "cpu", "LABEL_SCORES": "answers", "THRESHOLDS": "global"}, "03_qlora_decoders")
+    assert decoders.threshold_mode(P) == "global"  # classifier mode: LABEL_SCORES does not apply

@@ -67,10 +67,9 @@ def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
     _member(tmp_path / "runs" / "01_ffnn" / "a", list(tr.ID), good(y), list(te.ID), test_p, (list(dev.ID), good(y_h)))
     _member(tmp_path / "runs" / "02_encoders" / "b", list(tr.ID), noisy(y), list(te.ID), test_p, (list(dev.ID), noisy(y_h)))
     P = params.Params({"PROFILE": "smoke", "SEED": 0, "DATA_DIR": str(data_dir), "THRESHOLDS": "per_class",
-                       "ON_BAD_ROWS": "error"})
-    P.out = tmp_path / "out"
+                       "ON_BAD_ROWS": "error"},
+                      out=tmp_path / "out", meta={"notebook": "07_emotion_ensemble", "t0": 0.0})
     P.out.mkdir()
-    P.meta = {"notebook": "07_emotion_ensemble", "t0": 0.0}
     rec, table = emotion.ensemble(P, [tmp_path / "runs" / "01_ffnn" / "a", tmp_path / "runs" / "02_encoders" / "b"], 0.5)
     assert list(table.index) == ["01_ffnn/a", "02_encoders/b", "blend (weighted mean)"]
     assert table.loc["01_ffnn/a", "val_macro_f1_nested"] > table.loc["02_encoders/b", "val_macro_f1_nested"] + 0.3
@@ -89,10 +88,9 @@ def test_members_must_predict_the_same_test_tweets(data_dir, tmp_path):
     _member(tmp_path / "01_ffnn" / "a", ids, y, list(te.ID), np.zeros((len(te), 11)))
     _member(tmp_path / "02_encoders" / "b", ids, y, list(te.ID[:10]), np.zeros((10, 11)))
     P = params.Params({"PROFILE": "smoke", "SEED": 0, "DATA_DIR": str(data_dir), "THRESHOLDS": "per_class",
-                       "ON_BAD_ROWS": "error"})
-    P.out = tmp_path / "out"
+                       "ON_BAD_ROWS": "error"},
+                      out=tmp_path / "out", meta={"notebook": "07_emotion_ensemble", "t0": 0.0})
     P.out.mkdir()
-    P.meta = {"notebook": "07_emotion_ensemble", "t0": 0.0}
     with pytest.raises(LabError, match="02_encoders/b: its submission.csv predicts 10 test tweets"):
         emotion.ensemble(P, [tmp_path / "01_ffnn" / "a", tmp_path / "02_encoders" / "b"], 0.5)
 
