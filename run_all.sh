@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Regenerate every report of the lab: execute each notebook with papermill, render HTML, build outputs/index.html.
-#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR]
+#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--force]
+#                [--time-limit SECONDS]
+#   ./run_all.sh --explain RUN    which part of RUN's cache key changed since its finished run
 #   ./run_all.sh --setup-only     install what is missing and print the Python interpreter to use
 # Set-up (first run): a virtual environment in .venv (unless one is active or LAB_PYTHON is set) with
 # requirements.txt; on a machine without an NVIDIA GPU the CPU build of torch first (LAB_TORCH_SPEC, default

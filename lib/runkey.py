@@ -36,7 +36,9 @@ DATA_READ = {"01_ffnn": ["semeval2018_ec"], "02_encoders": ["semeval2018_ec"], "
              "07_emotion_ensemble": ["semeval2018_ec"]}
 # models a notebook loads whatever its parameters say (04's first stage embeds mentions with the embedded MiniLM)
 MODELS_READ = {"04_cdec": ["all-MiniLM-L6-v2"]}
-# the files 02 and 03 read from the FFNN run they report as their baseline (lib.emotion.FFNN_RUN), and 07 from members
+# the FFNN run 02 and 03 report as their baseline: lib.emotion.FFNN_RUN (not imported: lib.emotion pulls in sklearn,
+# seconds per process; tests/test_run_cache.py checks the two agree), and the files read from it and from 07's members
+FFNN_RUN = "01_ffnn/improved"
 BASELINE_FILES = ("thresholds.json", "probs_val.npy", "probs_holdout.npy", "val_ids.txt", "holdout_ids.txt")
 MEMBER_FILES = ("probs_val.npy", "probs_holdout.npy", "probs_test.npy", "val_ids.txt", "holdout_ids.txt",
                 "submission.csv")
@@ -170,7 +172,6 @@ def models(notebook: str, params: dict) -> dict:
 def upstream_runs(notebook: str, params: dict) -> dict:
     """{"notebook/run": (its folder, the files read from it)} of the runs this one reads."""
     if notebook in ("02_encoders", "03_qlora_decoders"):
-        from lib.emotion import FFNN_RUN
         return {FFNN_RUN: (paths.OUTPUTS / FFNN_RUN, BASELINE_FILES)}
     if notebook == "07_emotion_ensemble":
         root = Path(params.get("RUNS_DIR") or paths.OUTPUTS)

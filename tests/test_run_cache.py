@@ -55,6 +55,7 @@ def test_a_new_ffnn_baseline_makes_02_run_again(fake_lab):
     assert _run(fake_lab, "02_encoders", "x")["status"] == "ok"
     key = runs.read_json(fake_lab.out / "02_encoders" / "x" / "run.json")["cache_key"]
     assert key["upstream"]["01_ffnn/improved"]["status"] == "ok"
+    assert runkey.FFNN_RUN == emotion.FFNN_RUN
 
 
 def test_a_package_upgrade_invalidates_the_run_and_explain_names_it(fake_lab, monkeypatch, capsys):
