@@ -71,12 +71,10 @@ def embeddings_key(name: str, mentions: dict) -> str:
     import hashlib
     import importlib.metadata as md
     import inspect
-    from pathlib import Path
 
-    from lib import filehash, models
+    from lib import models, runkey
     h = hashlib.sha256(name.encode())
-    local = Path(models.local_path(name))
-    h.update((filehash.tree_digest(local) if local.is_dir() else f"hub:{name}").encode())
+    h.update(runkey.model_fingerprint(name).encode())  # embedded: its files' checksum; hub: the resolved revision
     h.update(inspect.getsource(mention_embeddings).encode() + inspect.getsource(models.mean_pool).encode())
     h.update(repr(sorted(EMBED_SETTINGS.items())).encode())
     h.update(f"torch {md.version('torch')} transformers {md.version('transformers')}".encode())

@@ -60,8 +60,10 @@ def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
 
 
 def code(notebook: str) -> dict:
-    files = [paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").rglob("*.py"))]
-    return {f.relative_to(paths.ROOT).as_posix(): filehash.sha256(f)[:16] for f in files if f.is_file()}
+    nb = paths.NOTEBOOKS / f"{notebook}.ipynb"
+    out = {f"notebooks/{nb.name}": filehash.sha256(nb)[:16]} if nb.is_file() else {}
+    return out | {f.relative_to(paths.ROOT).as_posix(): filehash.sha256(f)[:16]
+                  for f in sorted((paths.ROOT / "lib").rglob("*.py"))}
 
 
 def _normal(name: str) -> str:

@@ -150,3 +150,48 @@ def test_the_colab_token_is_in_the_environment_before_the_memory_check_reads_the
     finally:
         os.environ.pop("HF_TOKEN", None)
     assert seen == ["hf_secret"]
+
+
+def test_a_runner_killed_mid_run_leaves_the_last_good_result_and_the_next_one_keeps_the_attempt(tmp_path):
+    """kill -9 of run_all's runner while it re-runs a finished run: the good result stays in place; the next runner
+    turns the leftover temporary folder into the run's failed attempt (status interrupted), lists both in the index
+    and still finds the good result cached."""
+    import signal
+    import subprocess
+    (tmp_path / "nb").mkdir()
+    marker = tmp_path / "kernel.pid"
+    _notebook(tmp_path / "nb", "97_slow",
+              "import json, os, time\n"
+              f"if os.environ.get('FAKE_HANG'):\n    open({str(marker)!r}, 'w').write(str(os.getpid()))\n"
+              "    time.sleep(300)\n"
+              "json.dump({'params': {'OUTPUT_DIR': OUTPUT_DIR}, 'headline': {'f1': 0.5}}, "
+              "open(os.path.join(OUTPUT_DIR, 'metrics.json'), 'w'))")
+    out = tmp_path / "out"
+    code = ("import sys; from pathlib import Path; from lib import runner, profiles, paths; "
+            f"paths.NOTEBOOKS = Path({str(tmp_path / 'nb')!r}); "
+            "profiles.RUNS['smoke'] = [('97_slow', 'r', {})]; "
+            "sys.exit(runner.main(['--profile', 'smoke'] + sys.argv[1:]))")
+    env = {**os.environ, "LAB_OUTPUTS": str(out)}
+    first = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert first.returncode == 0, first.stderr
+    proc = subprocess.Popen([sys.executable, "-c", code, "--force"], cwd=paths.ROOT, env={**env, "FAKE_HANG": "1"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    t0 = time.time()
+    while not marker.exists() and time.time() - t0 < 200:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    with __import__("contextlib").suppress(OSError):
+        os.kill(int(marker.read_text()), signal.SIGKILL)  # the orphaned kernel (its own session)
+    assert list((out / "97_slow").glob(".r.tmp-*"))
+    again = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "cleaned up:" in again.stdout and "kept as r.failed" in again.stdout, again.stdout
+    assert "97_slow/r (" in again.stdout and "... cached (" in again.stdout
+    assert runs.read_json(out / "97_slow" / "r" / "run.json")["status"] == "ok"
+    assert runs.read_json(out / "97_slow" / "r.failed" / "run.json")["status"] == "interrupted"
+    assert not list((out / "97_slow").glob(".r.*-*"))
+    page = (out / "index.html").read_text()
+    assert page.count("<tr") == 3 and "failed attempt after the last good result" in page  # header + 2 rows
