@@ -140,7 +140,11 @@ def time_limit(profile: str, key: str, timings: dict, override: float | None = N
     $LAB_RUN_TIME_LIMIT, else TIME_LIMIT_FACTOR x its last measured time (at least MIN_TIME_LIMIT), else the
     profile's UNMEASURED_LIMIT. 0 means no limit."""
     if override is None and os.environ.get(TIME_LIMIT_ENV):
-        override = float(os.environ[TIME_LIMIT_ENV])
+        try:
+            override = float(os.environ[TIME_LIMIT_ENV])
+        except ValueError:
+            raise SystemExit(f"{TIME_LIMIT_ENV}={os.environ[TIME_LIMIT_ENV]!r}: expected seconds (a number; 0: no "
+                             "limit)") from None
     if override is not None:
         return override or None
     measured = timings.get(profile, {}).get(key)
@@ -303,9 +307,10 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
                                    f"--time-limit or ${TIME_LIMIT_ENV}; default {TIME_LIMIT_FACTOR:g} x the last "
                                    f"measured time)")
     elapsed = time.time() - t0
-    error = _finish_outputs(tmp, final, error)
-    if error and status == "ok" and "metrics.json" in error:
-        status = "failed"
+    error = _render_report(tmp, error)
+    damaged = _relocate_metrics(tmp, final)
+    if damaged:
+        status, error = ("failed" if status == "ok" else status), "; ".join(filter(None, [error, damaged]))
     if status == "ok" and key is not None:  # what the run resolved while it ran (a hub model it downloaded)
         key = {**key, "models": runkey.models(notebook, key["params"]),
                "hub_data": runkey.hub_data(notebook, key["params"], data_dir)}
@@ -319,23 +324,29 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
     return rec
 
 
-def _finish_outputs(tmp: Path, final: Path, error: str | None) -> str | None:
-    """Render the report and record in metrics.json where the run really lives; returns the error, extended by
-    what failed here (a damaged metrics.json is named: the run then counts as failed)."""
+def _render_report(tmp: Path, error: str | None) -> str | None:
+    """report.html from the executed notebook; returns the error, extended when rendering fails."""
     if (tmp / "notebook.ipynb").exists():
         try:
             render_html(tmp / "notebook.ipynb", tmp / "report.html")
         except Exception as e:  # noqa: BLE001
             error = (error or "") + f" (HTML rendering failed: {e})"
-    metrics = tmp / "metrics.json"
-    if metrics.exists():  # the notebook saw the temporary folder; record where the run really lives
-        try:
-            m = runs.read_json(metrics)
-            m["params"]["OUTPUT_DIR"] = str(final)
-            metrics.write_text(json.dumps(m, indent=2))
-        except (runs.DamagedFile, KeyError, TypeError) as e:
-            error = (error + "; " if error else "") + f"metrics.json: {e}"
     return error
+
+
+def _relocate_metrics(tmp: Path, final: Path) -> str | None:
+    """Record in metrics.json where the run really lives (the notebook saw the temporary folder). Returns what is
+    wrong with a damaged metrics.json (the run then counts as failed), else None."""
+    metrics = tmp / "metrics.json"
+    if not metrics.exists():
+        return None
+    try:
+        m = runs.read_json(metrics)
+        m["params"]["OUTPUT_DIR"] = str(final)
+    except (runs.DamagedFile, KeyError, TypeError) as e:
+        return f"metrics.json: {e}"
+    metrics.write_text(json.dumps(m, indent=2))
+    return None
 
 
 def _good(run_dir: Path) -> bool:

@@ -235,3 +235,16 @@ def test_load_member_refuses_a_failed_or_missing_run_naming_the_command(fake_lab
     gone.with_name("gone.failed").mkdir()
     with pytest.raises(LabError, match=r"its last attempt failed .*--only 02_encoders/gone"):
         emotion.load_member(gone)
+
+
+def test_a_truncated_metrics_file_fails_the_run_naming_it(fake_lab, monkeypatch):
+    import papermill as pm
+    assert _run(fake_lab, "01_ffnn", "naive")["status"] == "ok"
+
+    def truncated(src, dst, parameters, **kw):
+        Path(dst).write_text(nbformat.writes(nbformat.v4.new_notebook()))
+        (Path(parameters["OUTPUT_DIR"]) / "metrics.json").write_text('{"params": {}, "headline": {"val_')
+    monkeypatch.setattr(pm, "execute_notebook", truncated)
+    rec = _run(fake_lab, "01_ffnn", "naive", force=True)
+    assert rec["status"] == "failed" and "metrics.json:1:" in rec["error"] and "damaged JSON" in rec["error"]
+    assert runs.read_json(fake_lab.out / "01_ffnn" / "naive" / "run.json")["status"] == "ok"  # the good one stays
