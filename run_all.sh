@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Regenerate every report of the lab: execute each notebook with papermill, render HTML, build outputs/index.html.
-#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--no-download]
+#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--force]
+#                [--no-download] [--time-limit SECONDS]
+#   ./run_all.sh --explain RUN    which part of RUN's cache key changed since its finished run
 #   ./run_all.sh --setup-only     install what is missing and print the Python interpreter to use
-# Before the first run, the datasets the planned runs read are fetched into DATA_DIR when missing (lib.download;
+# Before the first run, the datasets the planned runs read are fetched into DATA_DIR when missing (lib.data.download;
 # --no-download or LAB_DOWNLOAD=0: missing files stop it with the command that fetches them elsewhere).
 # Set-up (first run): a virtual environment in .venv (unless one is active or LAB_PYTHON is set) with
 # requirements.txt; on a machine without an NVIDIA GPU the CPU build of torch first (LAB_TORCH_SPEC, default

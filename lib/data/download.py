@@ -40,7 +40,6 @@ from lib.core import paths
 from lib.core.errors import LabError
 
 
-
 @dataclass(frozen=True)
 class File:
     dataset: str   # --only name

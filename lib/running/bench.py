@@ -168,7 +168,6 @@ def decoder(model_name: str, steps: int, batch_size: int, max_length: int, data_
 
 def dropout(model_name: str, steps: int, batch_size: int, max_length: int) -> dict:
     """Median seconds per span-loss training step on random token ids (batch_size x max_length), per setting."""
-    from lib.models import registry
     from lib.studies import squad
     ids = torch.randint(1000, 20000, (batch_size, max_length), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),

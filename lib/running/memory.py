@@ -88,6 +88,9 @@ def check_run(P, notebook: str) -> dict | None:
     if not torch.cuda.is_available() or not P.get("MODEL") or not P.get("BATCH_SIZE") or not P.get("MAX_LENGTH"):
         return None
     from transformers import AutoConfig
+
+    from lib.models import registry
+    registry.hub_token()  # a gated model's config needs the token; on Colab/Kaggle it is in their secrets until now
     try:
         config = AutoConfig.from_pretrained(P.MODEL, trust_remote_code=False)
         quant = P.get("QUANTIZATION", "none") if notebook == "03_qlora_decoders" else "none"

@@ -3,29 +3,34 @@
     python -m lib.running.runner [--profile auto|smoke|cpu|gpu] [--only 01_ffnn ...] [--list] [--data-dir DIR]
 
 Each run goes to outputs/<notebook>/<run>/: notebook.ipynb (executed), report.html, metrics.json, figures/*.png,
-submission.csv where it applies, run.json (status, elapsed, error). A run is written into a temporary folder and
-swapped in at the end, so an interrupted run never leaves a half-old, half-new folder. A failing notebook does
-not stop the others; its partial notebook and HTML are kept, it is listed in index.html, and the exit code is 1.
+submission.csv where it applies, run.json (status, elapsed, error, cache key). A run is written into a temporary
+folder and swapped in at the end, so an interrupted run never leaves a half-old, half-new folder. A failed or
+interrupted attempt never replaces a good result: it lands beside it in outputs/<notebook>/<run>.failed/ (lib.reporting.runs).
+A failing notebook does not stop the others; its partial notebook and HTML are kept, it is listed in index.html, and
+the exit code is 1. Each run has a time limit (`time_limit`); leftovers of killed runners are cleaned up
+(`sweep`).
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
+import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import urllib.parse
 from html.parser import HTMLParser
 from pathlib import Path
 
-from lib.data import download
 from lib.core import paths
-from lib.running import profiles
+from lib.reporting import runs
+from lib.running import profiles, runkey
 
 QUIET_ENV = {  # batch runs: no progress bars or chatter inside the HTML reports
     "TQDM_DISABLE": "1",
@@ -100,10 +105,21 @@ def kernel_log(path: Path):
 TIMINGS = "timings.json"  # outputs/timings.json: {profile: {"notebook/run": seconds}} of the last finished runs
 
 
+def atomic_write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a killed process leaves the old file, never half a new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def load_timings(out: Path = paths.OUTPUTS) -> dict:
+    """outputs/timings.json, or {} when there is none; a damaged one is reported (named) and ignored."""
     try:
-        return json.loads((out / TIMINGS).read_text())
-    except (OSError, ValueError):
+        return runs.read_json(out / TIMINGS)
+    except OSError:
+        return {}
+    except runs.DamagedFile as e:
+        print(f"warning: {e}; the expected times start afresh", file=sys.stderr, flush=True)
         return {}
 
 
@@ -111,7 +127,31 @@ def record_timing(profile: str, key: str, seconds: float, out: Path = paths.OUTP
     t = load_timings(out)
     t.setdefault(profile, {})[key] = round(seconds, 1)
     out.mkdir(parents=True, exist_ok=True)
-    (out / TIMINGS).write_text(json.dumps(t, indent=1, sort_keys=True))
+    atomic_write(out / TIMINGS, json.dumps(t, indent=1, sort_keys=True))
+
+
+TIME_LIMIT_FACTOR = 3.0  # a run may take this many times its last measured time (a cold model cache, a slow day)
+MIN_TIME_LIMIT = 600.0  # seconds: the least limit a measured run gets (short runs vary most)
+UNMEASURED_LIMIT = {"smoke": 1800.0, "cpu": 3 * 3600.0, "gpu": 12 * 3600.0}  # seconds, for runs never measured
+TIME_LIMIT_ENV = "LAB_RUN_TIME_LIMIT"  # seconds for every run (0: none); --time-limit wins
+
+
+def time_limit(profile: str, key: str, timings: dict, override: float | None = None) -> float | None:
+    """Seconds run `key` may take before its kernel is stopped (None: no limit): `override` (--time-limit), else
+    $LAB_RUN_TIME_LIMIT, else TIME_LIMIT_FACTOR x its last measured time (at least MIN_TIME_LIMIT), else the
+    profile's UNMEASURED_LIMIT. 0 means no limit."""
+    if override is None and os.environ.get(TIME_LIMIT_ENV):
+        try:
+            override = float(os.environ[TIME_LIMIT_ENV])
+        except ValueError:
+            raise SystemExit(f"{TIME_LIMIT_ENV}={os.environ[TIME_LIMIT_ENV]!r}: expected seconds (a number; 0: no "
+                             "limit)") from None
+    if override is not None:
+        return override or None
+    measured = timings.get(profile, {}).get(key)
+    if measured:
+        return max(TIME_LIMIT_FACTOR * measured, MIN_TIME_LIMIT)
+    return UNMEASURED_LIMIT.get(profile)
 
 
 def expected_left(profile: str, keys: list[str], timings: dict) -> str:
@@ -137,41 +177,11 @@ def render_html(nb_path: Path, html_path: Path) -> None:
     html_path.write_text(body, encoding="utf-8")
 
 
-# the data folders each notebook reads (their files' checksums are part of a run's cache key)
-# notebooks that read other runs' outputs: the parameter listing them (their saved predictions join the cache key)
-RUN_INPUTS = {"07_emotion_ensemble": "MEMBERS"}
-
-
-def _sha(paths_: list[Path]) -> str:
-    h = hashlib.sha256()
-    for p in paths_:
-        h.update(str(p.name).encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
-    """What a finished run's results depend on: its resolved parameters (lib.running.params.resolve, exactly as the notebook
-    will), the code (the notebook file and every lib/*.py) and the checksums of the data files it reads."""
-    from lib.running import params as params_
-    resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
-    code = _sha([paths.NOTEBOOKS / f"{notebook}.ipynb", *sorted((paths.ROOT / "lib").glob("*.py"))])
-    root = paths.data_dir(data_dir)
-    files = sorted(f for d in download.DATA_READ.get(notebook, []) for f in (root / d).rglob("*") if f.is_file())
-    key = {"params": json.loads(json.dumps(dict(resolved), default=str)), "code": code,
-           "data": _sha(files) if files else "none", "tiny": os.environ.get("LAB_TINY", "")}
-    if notebook in RUN_INPUTS:
-        runs = Path(resolved.get("RUNS_DIR") or paths.OUTPUTS)
-        inputs = sorted(f for m in resolved[RUN_INPUTS[notebook]] for f in (runs / m).glob("*") if f.is_file()
-                        and (f.suffix in (".npy", ".txt") or f.name == "submission.csv"))
-        key["inputs"] = _sha(inputs) if inputs else "none"
-    return key
-
-
 def cached(final: Path, key: dict) -> bool:
+    """A finished good run in `final` made with exactly `key` (runkey.cache_key)."""
     try:
-        rec = json.loads((final / "run.json").read_text())
-    except (OSError, ValueError):
+        rec = runs.read_json(final / runs.RUN_JSON)
+    except (OSError, runs.DamagedFile):
         return False
     return rec.get("status") == "ok" and rec.get("cache_key") == key and (final / "metrics.json").is_file()
 
@@ -202,19 +212,64 @@ def run_lock(final: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str, force: bool = True) -> dict:
-    """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced). Returns its run.json record.
-    Without `force`, a finished run with the same cache key (parameters, code, data) is kept: status 'cached'."""
+def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str, force: bool = True,
+            limit: float | None = None) -> dict:
+    """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced when it succeeds; a failed attempt goes
+    beside a good result, see lib.reporting.runs). Returns its run.json record. Without `force`, a finished run with the same
+    cache key (lib.running.runkey) is kept: status 'cached'. `limit`: seconds before the kernel is stopped (None: none)."""
     final = paths.OUTPUTS / notebook / run
     try:
         with run_lock(final):
-            return _execute(notebook, run, params, profile, data_dir, force, final)
+            sweep_run(final)
+            return _execute(notebook, run, params, profile, data_dir, force, final, limit)
     except RunInProgress as e:
         return {"notebook": notebook, "run": run, "profile": profile, "status": "failed", "error": str(e),
                 "elapsed_seconds": 0.0, "params": params}
 
 
-def _execute(notebook, run, params, profile, data_dir, force, final) -> dict:
+class _Deadline:
+    """Stops a notebook's kernel (its whole process group: the kernel and anything it started) after `seconds`;
+    nbclient then reports the kernel dead and papermill returns. Passed to papermill as the kernel manager class."""
+
+    def __init__(self, seconds: float | None):
+        self.seconds, self.expired, self.managers = seconds, False, []
+        self.timer = threading.Timer(seconds, self._expire) if seconds else None
+
+    def manager_class(self):
+        from jupyter_client import AsyncKernelManager
+        deadline = self
+
+        class DeadlineKernelManager(AsyncKernelManager):
+            async def start_kernel(self, **kw):
+                await super().start_kernel(**kw)
+                deadline.managers.append(self)
+                if deadline.expired:
+                    deadline._kill(self)
+        return DeadlineKernelManager
+
+    def _expire(self):
+        self.expired = True
+        for km in list(self.managers):
+            self._kill(km)
+
+    @staticmethod
+    def _kill(km):
+        pgid = getattr(km.provisioner, "pgid", None)
+        with contextlib.suppress(OSError, TypeError):
+            os.killpg(pgid, signal.SIGKILL)
+
+    def __enter__(self):
+        if self.timer:
+            self.timer.daemon = True
+            self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.timer:
+            self.timer.cancel()
+
+
+def _execute(notebook, run, params, profile, data_dir, force, final, limit=None) -> dict:
     import papermill as pm
     logging.getLogger("papermill").setLevel(logging.ERROR)
 
@@ -222,50 +277,154 @@ def _execute(notebook, run, params, profile, data_dir, force, final) -> dict:
     if data_dir:
         parameters["DATA_DIR"] = data_dir
     try:
-        key = cache_key(notebook, parameters, data_dir)
+        key = runkey.cache_key(notebook, parameters, data_dir)
     except Exception:  # noqa: BLE001 - a bad parameter: the notebook itself reports it; nothing to cache
         key = None
     if not force and key is not None and cached(final, key):
-        rec = json.loads((final / "run.json").read_text())
+        rec = runs.read_json(final / runs.RUN_JSON)
         return {**rec, "status": "cached"}
     tmp = final.parent / f".{run}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     parameters["OUTPUT_DIR"] = str(tmp)
     t0 = time.time()
-    status, error = "ok", None
+    status, error, interrupted = "ok", None, None
     os.environ.update(QUIET_ENV)
+    deadline = _Deadline(limit)
     try:
-        with kernel_log(tmp / "kernel.log"):
+        with kernel_log(tmp / "kernel.log"), deadline:
             pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
                                 parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
-                                log_output=False, kernel_name="python3")
+                                log_output=False, kernel_name="python3",
+                                kernel_manager_class=deadline.manager_class())
     except pm.PapermillExecutionError as e:
         status, error = "failed", _short(f"{e.ename}: {e.evalue}".strip())
     except Exception as e:  # noqa: BLE001 - kernel death, timeouts ...: recorded, the other runs go on
         status, error = "failed", _short(f"{type(e).__name__}: {e}")
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM (main): keep the attempt beside the last good result
+        status, error, interrupted = "interrupted", "interrupted (Ctrl-C or SIGTERM) before it finished", e
+    if deadline.expired:
+        status, error = "failed", (f"time limit {limit:.0f} s exceeded: the kernel was stopped (the limit: "
+                                   f"--time-limit or ${TIME_LIMIT_ENV}; default {TIME_LIMIT_FACTOR:g} x the last "
+                                   f"measured time)")
     elapsed = time.time() - t0
+    error = _render_report(tmp, error)
+    damaged = _relocate_metrics(tmp, final)
+    if damaged:
+        status, error = ("failed" if status == "ok" else status), "; ".join(filter(None, [error, damaged]))
+    if status == "ok" and key is not None:  # what the run resolved while it ran (a hub model it downloaded)
+        key = {**key, "models": runkey.models(notebook, key["params"]),
+               "hub_data": runkey.hub_data(notebook, key["params"], data_dir)}
+    rec = {"notebook": notebook, "run": run, "profile": profile, "status": status, "error": error,
+           "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)},
+           "cache_key": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    (tmp / runs.RUN_JSON).write_text(json.dumps(rec, indent=2))
+    place(tmp, final, ok=status == "ok")
+    if interrupted is not None:
+        raise interrupted
+    return rec
+
+
+def _render_report(tmp: Path, error: str | None) -> str | None:
+    """report.html from the executed notebook; returns the error, extended when rendering fails."""
     if (tmp / "notebook.ipynb").exists():
         try:
             render_html(tmp / "notebook.ipynb", tmp / "report.html")
         except Exception as e:  # noqa: BLE001
             error = (error or "") + f" (HTML rendering failed: {e})"
+    return error
+
+
+def _relocate_metrics(tmp: Path, final: Path) -> str | None:
+    """Record in metrics.json where the run really lives (the notebook saw the temporary folder). Returns what is
+    wrong with a damaged metrics.json (the run then counts as failed), else None."""
     metrics = tmp / "metrics.json"
-    if metrics.exists():  # the notebook saw the temporary folder; record where the run really lives
-        m = json.loads(metrics.read_text())
+    if not metrics.exists():
+        return None
+    try:
+        m = runs.read_json(metrics)
         m["params"]["OUTPUT_DIR"] = str(final)
-        metrics.write_text(json.dumps(m, indent=2))
-    rec = {"notebook": notebook, "run": run, "profile": profile, "status": status, "error": error,
-           "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)},
-           "cache_key": key}
-    (tmp / "run.json").write_text(json.dumps(rec, indent=2))
-    old = final.parent / f".{run}.old-{os.getpid()}"
+    except (runs.DamagedFile, KeyError, TypeError) as e:
+        return f"metrics.json: {e}"
+    metrics.write_text(json.dumps(m, indent=2))
+    return None
+
+
+def _good(run_dir: Path) -> bool:
+    try:
+        return runs.read_json(run_dir / runs.RUN_JSON).get("status") == "ok"
+    except (OSError, runs.DamagedFile, AttributeError):
+        return False
+
+
+def _swap(src: Path, dest: Path) -> None:
+    """Move folder `src` to `dest`, replacing it; a crash in between leaves `.<name>.old-PID`, which sweep_run
+    puts back."""
+    old = dest.parent / f".{dest.name}.old-{os.getpid()}"
     shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
-    tmp.rename(final)
+    if dest.exists():
+        dest.rename(old)
+    src.rename(dest)
     shutil.rmtree(old, ignore_errors=True)
-    return rec
+
+
+def place(attempt: Path, final: Path, ok: bool) -> Path:
+    """Put a finished attempt where it belongs: a good one replaces `final` (and drops an older failed attempt); a
+    failed one goes to <run>.failed beside a good `final`, or to `final` itself when there is no good result to
+    keep. Returns where it went."""
+    failed = runs.failed_dir(final)
+    if ok:
+        _swap(attempt, final)
+        shutil.rmtree(failed, ignore_errors=True)
+        return final
+    dest = failed if _good(final) else final
+    _swap(attempt, dest)
+    if dest == final:
+        shutil.rmtree(failed, ignore_errors=True)
+    return dest
+
+
+_LEFTOVER = re.compile(r"^\.(?P<run>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)$")
+
+
+def sweep_run(final: Path) -> list[str]:
+    """Clean up after runners that died (kill -9, power loss) while writing `final` (call it holding the run's
+    lock, so no live process writes these): a `.<run>.old-PID` whose swap did not finish becomes `final` again when
+    `final` is gone, else is removed; a `.<run>.tmp-PID` attempt is kept as an interrupted attempt (lib.reporting.runs layout)
+    with a run.json saying so. Returns what was done, one line each."""
+    done = []
+    for d in sorted(final.parent.glob(f".{final.name}.*-*")):
+        m = _LEFTOVER.match(d.name)
+        if not m or m["run"] != final.name or not d.is_dir() or int(m["pid"]) == os.getpid():
+            continue
+        if m["kind"] == "old":
+            if not final.exists():
+                d.rename(final)
+                done.append(f"{final}: restored from {d.name} (a swap was interrupted)")
+            else:
+                shutil.rmtree(d, ignore_errors=True)
+                done.append(f"{d}: removed (left by process {m['pid']})")
+            continue
+        rec = {"notebook": final.parent.name, "run": final.name, "status": "interrupted",
+               "error": f"the runner (process {m['pid']}) stopped before this run finished (killed?)",
+               "elapsed_seconds": 0.0, "profile": "?", "params": {}}
+        (d / runs.RUN_JSON).write_text(json.dumps(rec, indent=2))
+        where = place(d, final, ok=False)
+        done.append(f"{d}: an interrupted attempt (process {m['pid']}), kept as {where.name}")
+    return done
+
+
+def sweep(out: Path = paths.OUTPUTS) -> list[str]:
+    """sweep_run over every run folder of `out` that no live process holds."""
+    done = []
+    names = {(d.parent, m["run"]) for d in out.glob("*/.*-*") if (m := _LEFTOVER.match(d.name))}
+    for parent, run in sorted(names):
+        try:
+            with run_lock(parent / run):
+                done += sweep_run(parent / run)
+        except RunInProgress:
+            continue
+    return done
 
 
 _INDEX = """<!doctype html><meta charset='utf-8'><title>NLP fine-tuning lab: results</title>
@@ -277,12 +436,12 @@ img{height:70px;margin:2px;border:1px solid #ddd}</style>
 <p>{{ rows|length }} runs; generated {{ generated }}. Scores are on labelled validation data (test labels are
 withheld; see each run's submission.csv).</p>
 {% if failed %}<h2>Failures</h2><ul>
-{% for r in failed %}<li><b>{{ r.notebook }}/{{ r.run }}</b>: {{ r.error }}</li>
+{% for r in failed %}<li><b>{{ r.notebook }}/{{ r.run }}</b>{% if r.attempt %} ({{ r.attempt }}){% endif %}: {{ r.error }}</li>
 {% endfor %}</ul>{% endif %}
 <table><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>
 <th>study reports</th><th>notes</th><th>time</th><th>peak RSS</th><th>files</th></tr>
 {% for r in rows %}<tr{% if r.failed %} class='failed'{% endif %}><td>{{ r.notebook }}</td><td>{{ r.run }}</td>
-<td>{{ r.profile }}</td><td>{{ r.status }}{% if r.error %}<br>{{ r.error }}{% endif %}</td>
+<td>{{ r.profile }}</td><td>{{ r.status }}{% if r.attempt %}<br><i>{{ r.attempt }}</i>{% endif %}{% if r.error %}<br>{{ r.error }}{% endif %}</td>
 <td>{% for k, v in r.headline %}{{ k }}: <b>{{ v }}</b>{% if not loop.last %}<br>{% endif %}{% endfor %}</td>
 <td class='study'>{{ r.study|join("<br>"|safe) }}</td><td class='study'>{{ r.notes|join("<br>"|safe) }}</td>
 <td>{{ r.seconds }}s</td><td>{{ r.peak }}</td>
@@ -296,29 +455,55 @@ def _fmt(v) -> str:
     return f"{v:.3f}" if isinstance(v, float) else str(v)
 
 
-def build_index(out: Path = paths.OUTPUTS) -> Path:
-    """outputs/index.html: every run folder found, with headline metrics beside the study's numbers and links.
-    The page is the jinja2 template _INDEX (autoescaped: run names, errors and notes appear as text)."""
-    import jinja2
+def collect_runs(out: Path = paths.OUTPUTS) -> list[dict]:
+    """Every run folder of `out` as a plain record (what the index shows): notebook, run, profile, status, error,
+    attempt ('' for the run folder itself; for <run>.failed: the failed attempt made after the good result beside it),
+    headline, study, notes, seconds, peak, links, figures. Sorted by notebook and run, each failed attempt right after
+    its run's last good result. Temporary folders (.<run>.tmp-PID, .old-PID) are skipped; a damaged JSON file gives
+    a row naming it instead of stopping the page."""
     rows = []
-    for run_json in sorted(out.glob("*/*/run.json")):
-        d = run_json.parent
-        rec = json.loads(run_json.read_text())
-        m = json.loads((d / "metrics.json").read_text()) if (d / "metrics.json").exists() else {}
-        rel = d.relative_to(out)
-        links = [("report", f"{rel}/report.html")] if (d / "report.html").exists() else []
-        links += [(f, f"{rel}/{f}") for f in ("metrics.json", "submission.csv") if (d / f).exists()]
-        rows.append({"notebook": rec["notebook"], "run": rec["run"], "profile": rec["profile"],
-                     "status": rec["status"], "failed": rec["status"] != "ok", "error": rec.get("error") or "",
-                     "headline": [(k, _fmt(v)) for k, v in m.get("headline", {}).items()],
-                     "study": [", ".join(f"{k} {v}" for k, v in s.items()) for s in m.get("study", [])],
-                     "notes": m.get("notes", []), "seconds": f"{rec['elapsed_seconds']:.0f}",
-                     "peak": f"{m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else "", "links": links,
-                     "figures": [(f"{rel}/figures/{p.name}", p.stem) for p in sorted((d / "figures").glob("*.png"))]})
+    for d in sorted(p for p in out.glob("*/*") if p.is_dir() and not p.name.startswith(".")):
+        if not (d / runs.RUN_JSON).is_file():
+            continue
+        rows.append(_row(out, d))
+    return sorted(rows, key=lambda r: (r["notebook"], r["run"], r["attempt"] != ""))
+
+
+def _row(out: Path, d: Path) -> dict:
+    rel = d.relative_to(out).as_posix()
+    attempt = "failed attempt after the last good result (row above)" if d.name.endswith(runs.FAILED) else ""
+    problems = []
+    try:
+        rec = runs.read_json(d / runs.RUN_JSON)
+    except runs.DamagedFile as e:
+        rec, problems = {"status": "damaged"}, [str(e)]
+    try:
+        m = runs.read_json(d / "metrics.json") if (d / "metrics.json").exists() else {}
+    except runs.DamagedFile as e:
+        m, problems = {}, problems + [str(e)]
+    links = [("report", f"{rel}/report.html")] if (d / "report.html").exists() else []
+    links += [(f, f"{rel}/{f}") for f in ("metrics.json", "submission.csv") if (d / f).exists()]
+    status = rec.get("status", "unknown")
+    return {"notebook": rec.get("notebook", d.parent.name), "run": rec.get("run", d.name.removesuffix(runs.FAILED)),
+            "profile": rec.get("profile", ""), "status": status, "failed": status != "ok", "attempt": attempt,
+            "error": "; ".join([rec.get("error") or "", *problems]).strip("; "),
+            "headline": [(k, _fmt(v)) for k, v in m.get("headline", {}).items()],
+            "study": [", ".join(f"{k} {v}" for k, v in s.items()) for s in m.get("study", [])],
+            "notes": m.get("notes", []), "seconds": f"{rec.get('elapsed_seconds', 0):.0f}",
+            "peak": f"{m['peak_rss_mb']:.0f} MB" if "peak_rss_mb" in m else "", "links": links,
+            "figures": [(f"{rel}/figures/{p.name}", p.stem) for p in sorted((d / "figures").glob("*.png"))]}
+
+
+def build_index(out: Path = paths.OUTPUTS) -> Path:
+    """outputs/index.html: every run folder found (collect_runs), with headline metrics beside the study's numbers
+    and links. The page is the jinja2 template _INDEX (autoescaped: run names, errors and notes appear as text);
+    written atomically."""
+    import jinja2
+    rows = collect_runs(out)
     page = jinja2.Environment(autoescape=True).from_string(_INDEX).render(
         rows=rows, failed=[r for r in rows if r["failed"]], generated=time.strftime("%Y-%m-%d %H:%M:%S"))
     index = out / "index.html"
-    index.write_text(page, encoding="utf-8")
+    atomic_write(index, page)
     return index
 
 
@@ -357,37 +542,81 @@ def broken_links(out: Path = paths.OUTPUTS) -> list[str]:
     return problems
 
 
+def explain(profile: str, only: list[str], data_dir: str) -> list[str]:
+    """`run_all.sh --explain RUN`: per run picked, what changed in its cache key since its finished run (or
+    'cached: nothing changed')."""
+    lines = []
+    for nb, run, params in plan(profile, only):
+        final = paths.OUTPUTS / nb / run
+        parameters = {"PROFILE": profile, **params, **({"DATA_DIR": data_dir} if data_dir else {})}
+        lines.append(f"{nb}/{run} ({final}):")
+        try:
+            rec = runs.read_json(final / runs.RUN_JSON)
+        except OSError:
+            lines.append("  never finished here: it runs on the next run_all.sh")
+            continue
+        except runs.DamagedFile as e:
+            lines.append(f"  {e}: it runs again on the next run_all.sh")
+            continue
+        if rec.get("status") != "ok":
+            lines.append(f"  its last attempt {rec.get('status')}: {rec.get('error')}")
+        if runs.failed_dir(final).is_dir():
+            lines.append(f"  a failed attempt after it: {runs.failed_dir(final)}")
+        changes = runkey.explain(rec.get("cache_key"), runkey.cache_key(nb, parameters, data_dir))
+        lines += [f"  {c}" for c in changes] or ["  cached: nothing changed"]
+    return lines
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or `timeout`'s stop) ends the runner as Ctrl-C does: the attempt under way is kept
+    beside the last good result instead of vanishing mid-swap."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    with contextlib.suppress(ValueError):  # not the main thread (tests calling main in a thread): keep the default
+        signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="run_all.sh", description="Execute the lab's notebooks and build HTML reports.")
     ap.add_argument("--profile", default="auto", choices=["auto", "smoke", "cpu", "gpu"])
     ap.add_argument("--only", action="append", help="run only this experiment (e.g. 01_ffnn, ffnn, or one run: 02_encoders/minilm-improved); repeatable")
     ap.add_argument("--list", action="store_true", help="list the runs of the profile and exit")
+    ap.add_argument("--explain", action="append", metavar="RUN",
+                    help="say which part of RUN's cache key (parameters, code, packages, data, models, upstream runs) "
+                         "changed since its finished run; repeatable; runs nothing")
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
     ap.add_argument("--no-download", action="store_true",
                     help="never fetch missing datasets (also LAB_DOWNLOAD=0); missing files stop before the first run")
     ap.add_argument("--force", action="store_true",
-                    help="re-run even when a finished run has the same parameters, code and data (else: 'cached')")
+                    help="re-run even when a finished run has the same cache key (else: 'cached'; see --explain)")
+    ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                    help=f"stop a run's kernel after SECONDS (0: no limit; default ${TIME_LIMIT_ENV}, else "
+                         f"{TIME_LIMIT_FACTOR:g} x its last measured time, at least {MIN_TIME_LIMIT:.0f} s)")
     a = ap.parse_args(argv)
     profile = resolve_profile(a.profile)
-    runs = plan(profile, a.only)
+    data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
+    if a.explain:
+        print("\n".join(explain(profile, a.explain, data_dir)))
+        return 0
+    todo = plan(profile, a.only)
     if a.list:
-        for nb, run, params in runs:
+        for nb, run, params in todo:
             print(f"{nb}/{run}  {json.dumps(params)}")
         if not a.only:
             for nb, run, params in profiles.OPTIONAL_RUNS.get(profile, []):
                 print(f"{nb}/{run}  {json.dumps(params)}  (opt-in: --only {nb}/{run})")
         return 0
-    data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
-    if not download.preflight(sorted({nb for nb, _, _ in runs}), data_dir, allow=not a.no_download):
-        return 1
-    os.environ["LAB_DOWNLOAD"] = "0"  # the data is in place: the runs' set-up cells must not fetch it again
-    print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
+    _interrupt_on_sigterm()
+    print(f"profile {profile}: {len(todo)} runs -> {paths.OUTPUTS}", flush=True)
+    for line in sweep():
+        print(f"cleaned up: {line}", flush=True)
     t_all, failures, timings = time.time(), [], load_timings()
-    keys = [f"{nb}/{run}" for nb, run, _ in runs]
-    for i, (nb, run, params) in enumerate(runs, 1):
-        print(f"[{i}/{len(runs)}] {nb}/{run} ({expected_left(profile, keys[i - 1:], timings)}) ...", end=" ",
+    keys = [f"{nb}/{run}" for nb, run, _ in todo]
+    for i, (nb, run, params) in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {nb}/{run} ({expected_left(profile, keys[i - 1:], timings)}) ...", end=" ",
               flush=True)
-        rec = execute(nb, run, params, profile, data_dir, force=a.force)
+        limit = time_limit(profile, keys[i - 1], timings, a.time_limit)
+        rec = execute(nb, run, params, profile, data_dir, force=a.force, limit=limit)
         if rec["status"] == "ok":
             record_timing(profile, keys[i - 1], rec["elapsed_seconds"])
         took = "finished earlier in " if rec["status"] == "cached" else ""
@@ -395,6 +624,9 @@ def main(argv=None) -> int:
               flush=True)
         if rec["status"] not in ("ok", "cached"):
             failures.append(f"{nb}/{run}")
+            if _good(paths.OUTPUTS / nb / run):
+                print(f"    the last good result stays in {paths.OUTPUTS / nb / run}; this attempt is in "
+                      f"{runs.failed_dir(paths.OUTPUTS / nb / run)}", flush=True)
     index = build_index()
     print(f"index: {index}  (total {time.time() - t_all:.0f}s)")
     if failures:

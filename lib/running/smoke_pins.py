@@ -23,9 +23,13 @@ VOLATILE = ("seconds", "minutes", "time", "rss", "memory", "per_s")  # headline 
 
 
 def collect(outputs: Path) -> dict:
-    """{"notebook/run": {headline key: value}} of every smoke run under `outputs`."""
+    """{"notebook/run": {headline key: value}} of every smoke run under `outputs` (run folders only: not a failed
+    attempt kept beside a good result, nor a runner's temporary folder; see lib.reporting.runs)."""
+    from lib.reporting import runs
     found = {}
     for m in sorted(Path(outputs).glob("*/*/metrics.json")):
+        if m.parent.name.startswith(".") or m.parent.name.endswith(runs.FAILED):
+            continue
         data = json.loads(m.read_text())
         if data.get("profile") != "smoke":
             continue

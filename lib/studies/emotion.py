@@ -347,9 +347,13 @@ def baseline_verdicts(headline: dict, base: dict) -> list[str]:
 
 def load_member(run_dir) -> dict:
     """A finished emotion run's saved probabilities, indexed by tweet ID: {"name", "val", "holdout", "test"}
-    (holdout None when the run did not save it). Errors name the missing file and how to make it."""
+    (holdout None when the run did not save it). Errors name the missing file and how to make it; a run whose
+    run.json says it failed is refused (lib.reporting.runs.require_finished)."""
     from pathlib import Path
+
+    from lib.reporting import runs
     d = Path(run_dir)
+    runs.require_finished(d, needs=None)
     out = {"name": f"{d.parent.name}/{d.name}"}
     for split in ("val", "holdout", "test"):
         probs, ids = d / f"probs_{split}.npy", d / (f"{split}_ids.txt" if split != "test" else "submission.csv")

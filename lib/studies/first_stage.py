@@ -61,30 +61,69 @@ def mention_embeddings(model, tok, mentions, batch_size=64, max_length=96) -> di
     return {"trigger": unit(torch.cat(trig)), "context": unit(torch.stack(ctx)), "sentence": unit(torch.cat(sent))}
 
 
-def embeddings_for(name: str, mentions: dict) -> dict:
-    """{split: mention_embeddings} from the sentence encoder `name` (registry name), cached on disk under
-    paths.cache_dir() by encoder and mention texts: every run on the same corpus (smoke, cpu, gpu_tiny) embeds
-    the ~6,800 ECB+ mentions once."""
-    import hashlib
-    import os
+EMBED_SETTINGS = {"batch_size": 64, "max_length": 96}  # mention_embeddings' arguments (padding: the batch's longest)
 
-    from lib.core import paths
-    from lib.models import registry
+
+def embeddings_key(name: str, mentions: dict) -> str:
+    """What the cached embeddings of `mentions` depend on: the encoder's files (checksum), the code that embeds them
+    (mention_embeddings and registry.mean_pool, by source), its settings (EMBED_SETTINGS: batch size and padding move
+    the last digits of a padded batch's vectors), torch's and transformers' versions, and the mention texts."""
+    import hashlib
+    import importlib.metadata as md
+    import inspect
+
+    from lib.models import fingerprint, registry
     h = hashlib.sha256(name.encode())
+    h.update(fingerprint.model_fingerprint(name).encode())  # embedded: its files' checksum; hub: the resolved revision
+    h.update(inspect.getsource(mention_embeddings).encode() + inspect.getsource(registry.mean_pool).encode())
+    h.update(repr(sorted(EMBED_SETTINGS.items())).encode())
+    h.update(f"torch {md.version('torch')} transformers {md.version('transformers')}".encode())
     for sp in sorted(mentions):
         for m in mentions[sp]:
             h.update(f"{sp}\t{m.mid}\t{m.trigger}\t{m.trigger_pos}\t{m.sentence}\n".encode())
-    path = paths.cache_dir() / "cdec" / f"embeddings-{h.hexdigest()[:16]}.npz"
-    if path.is_file():
-        z = np.load(path)
-        return {sp: {k: z[f"{sp}/{k}"] for k in ("trigger", "context", "sentence")} for sp in mentions}
+    return h.hexdigest()[:16]
+
+
+def _load_verified(path, mentions: dict) -> dict | None:
+    """The cached embeddings when the file matches the checksum stored beside it and holds every split's three
+    arrays with one row per mention; else None (the caller recomputes)."""
+    from lib.core import filehash
+    stamp = path.with_name(path.name + ".sha256")
+    try:
+        if not stamp.is_file() or filehash.sha256(path) != stamp.read_text().strip():
+            return None
+        with np.load(path) as z:
+            out = {sp: {k: z[f"{sp}/{k}"] for k in ("trigger", "context", "sentence")} for sp in mentions}
+    except (OSError, ValueError, KeyError):
+        return None
+    ok = all(len(v) == len(mentions[sp]) for sp, e in out.items() for v in e.values())
+    return out if ok else None
+
+
+def embeddings_for(name: str, mentions: dict) -> dict:
+    """{split: mention_embeddings} from the sentence encoder `name` (registry name), cached on disk under
+    paths.cache_dir() by embeddings_key: every run on the same corpus (smoke, cpu, gpu_tiny) embeds the ~6,800 ECB+
+    mentions once. The cache file is written atomically with its checksum beside it and verified before reuse."""
+    import os
+
+    from lib.core import filehash, paths
+    from lib.models import registry
+    path = paths.cache_dir() / "cdec" / f"embeddings-{embeddings_key(name, mentions)}.npz"
+    cached = _load_verified(path, mentions) if path.is_file() else None
+    if cached is not None:
+        return cached
     from transformers import AutoModel
     tok, model = registry.load_tokenizer(name), registry.load_model(name, AutoModel)
-    out = {sp: mention_embeddings(model, tok, ms) for sp, ms in mentions.items()}
+    out = {sp: mention_embeddings(model, tok, ms, batch_size=EMBED_SETTINGS["batch_size"],
+                                  max_length=EMBED_SETTINGS["max_length"]) for sp, ms in mentions.items()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **{f"{sp}/{k}": v for sp, e in out.items() for k, v in e.items()})
-    tmp.replace(path)  # atomic: a concurrent run never reads half a file
+    stamp = path.with_name(path.name + ".sha256")
+    stamp_tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+    stamp_tmp.write_text(filehash.sha256(tmp))  # remembered by inode: the renamed file verifies with a stat
+    stamp_tmp.replace(stamp)
+    tmp.replace(path)  # atomic, the checksum first: a reader sees a file and its checksum, or a mismatch
     return out
 
 

@@ -13,9 +13,9 @@ import zipfile
 import pytest
 from mirror import serve
 
-from lib.data import download
 from lib.core import paths
 from lib.core.errors import LabError
+from lib.data import download
 
 
 def _mirror(tmp_path, files: dict):

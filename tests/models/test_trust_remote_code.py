@@ -3,7 +3,7 @@ naming the model, never a prompt (Jupyter) or a bare ValueError (papermill), and
 import json
 
 import pytest
-from transformers import AutoConfig, AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel
 
 from lib.core.errors import LabError
 from lib.models import registry

@@ -9,8 +9,8 @@ import sys
 import pytest
 from mirror import build, serve
 
-from lib.data import download
 from lib.core import paths
+from lib.data import download
 
 # one smoke run per dataset: SemEval (01), ECB+ (04), SQuAD (05), minBERT + SICK (06)
 SUBSET = ["01_ffnn/naive", "04_cdec", "05_qa", "06_multitask"]

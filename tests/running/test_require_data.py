@@ -1,5 +1,4 @@
 """LAB_REQUIRE_DATA=1 (CI) turns ANY missing dataset into a failure, not only a missing SemEval file."""
-import shutil
 
 import pytest
 from conftest import DATASETS, require_data

@@ -1,6 +1,5 @@
 """Emotion ensemble (notebook 07): weights on the simplex, thresholds and the nested estimate on validation only."""
 import numpy as np
-import pandas as pd
 import pytest
 
 from lib.core.errors import LabError

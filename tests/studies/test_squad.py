@@ -1,7 +1,5 @@
 """Extractive QA (lib/studies/squad.py): offset-mapping preprocessing, n-best post-processing, official EM/F1, input errors."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
