@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lib import ranks
+
 MARKER = "latest.json"
 # TrainConfig fields that do not change what training computes, left out of the fingerprint
 NOT_FINGERPRINTED = ("checkpoint_dir", "save_every", "resume", "track", "track_dir", "progress")
@@ -135,8 +137,8 @@ def engine_digest() -> str:
     """The engine's own code (lib.train and the modules it trains with) and the versions of torch and accelerate."""
     import accelerate
 
-    from lib import checkpoint, stopping, train, trackers
-    return _digest(*(inspect.getsource(m) for m in (train, stopping, checkpoint, trackers)),
+    from lib import checkpoint, optimization, ranks, stopping, train, trackers
+    return _digest(*(inspect.getsource(m) for m in (train, optimization, ranks, stopping, checkpoint, trackers)),
                    torch.__version__, accelerate.__version__)
 
 
@@ -159,14 +161,6 @@ def differences(saved: dict, now: dict) -> list[str]:
         elif saved.get(part) != now.get(part):
             out.append(f"{part} {saved.get(part)!r} -> {now.get(part)!r}")
     return out
-
-
-def _broadcast(obj, acc):
-    """The main process's `obj` on every rank (one process: `obj`)."""
-    if acc.num_processes == 1:
-        return obj
-    from accelerate.utils import broadcast_object_list
-    return broadcast_object_list([obj])[0]
 
 
 def _write_marker(folder: Path, content: dict) -> None:
@@ -223,7 +217,7 @@ class Checkpoints:
     def resume(self) -> bool:
         """Load the marked checkpoint when it fits this training; otherwise say why not and return False."""
         found, why = self._usable() if self.acc.is_main_process else (None, "")
-        found, why = _broadcast((found, why), self.acc)
+        found, why = ranks.broadcast((found, why), self.acc)
         if found is None:
             if why:
                 self.say(f"not resuming from {self.folder}: {why}; starting fresh")

@@ -1,8 +1,15 @@
-"""Best state and early stopping for lib.train.fit: which evaluation is the best so far (by one monitored metric),
-a CPU copy of the weights it was made with, and how many evaluations in a row failed to beat it."""
+"""Evaluation during training, for lib.train.fit: evaluate() called on the main process and shared with every rank,
+which evaluation is the best so far (by one monitored metric), a CPU copy of the weights it was made with, and how
+many evaluations in a row failed to beat it (early stopping)."""
 from __future__ import annotations
 
+import time
+
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from lib import ranks, trackers
+from lib.errors import LabError
 
 
 class BestState:
@@ -12,7 +19,7 @@ class BestState:
 
     def __init__(self, monitor: str, mode: str = "max", patience: int = 0):
         if mode not in ("max", "min"):
-            raise ValueError(f"mode {mode!r}: expected max | min")
+            raise LabError(f"TrainConfig.mode {mode!r}: expected max (larger {monitor} is better) or min")
         self.monitor, self.mode, self.patience = monitor, mode, patience
         self.value = None      # the best monitored value so far (None before the first evaluation)
         self.bad = 0           # evaluations since the last new best
@@ -45,6 +52,45 @@ class BestState:
 
     def load_state_dict(self, state: dict) -> None:
         self.value, self.bad, self.weights = state["value"], state["bad"], state["weights"]
+
+
+class Evaluation:
+    """One evaluation during training, as a callable `(epoch) -> patience exhausted`: evaluate() on the main process
+    in the model's own precision (its result shared with every rank), recorded in the history with the mean training
+    loss since the last one, the best state updated, the plateau schedule stepped, the result logged and tracked."""
+
+    def __init__(self, acc, plain, evaluate, best: BestState, run, sched, report, total: int):
+        self.acc, self.plain, self.evaluate, self.best, self.run = acc, plain, evaluate, best, run
+        self.sched, self.report, self.total, self.t0 = sched, report, total, time.time()
+
+    def _metrics(self) -> dict:
+        res = None
+        if self.acc.is_main_process:
+            self.plain.eval()
+            with torch.no_grad():
+                res = self.evaluate(self.plain)
+            self.plain.train()
+            if not isinstance(res, dict) or self.best.monitor not in res:
+                raise LabError(f"evaluate() returned {res!r}: expected a dict holding the monitored metric "
+                               f"{self.best.monitor!r} (TrainConfig.monitor)")
+        return ranks.broadcast(res, self.acc)
+
+    def __call__(self, epoch: float) -> bool:
+        run, res = self.run, self._metrics()
+        rec = {"step": run.step, "epoch": epoch, "train_loss": float(sum(run.running) / max(len(run.running), 1)),
+               **res}
+        run.hist.evals.append(rec)
+        better = self.best.update(res, self.plain)
+        if better:
+            run.hist.best = dict(rec)
+        if isinstance(self.sched, ReduceLROnPlateau):
+            self.sched.step(res[self.best.monitor])
+        took = time.time() - self.t0
+        say, tracker = self.report
+        say(trackers.eval_line(rec, better, self.total, took, run.step - run.hist.resumed_from_step))
+        tracker.log({k: v for k, v in rec.items() if k != "train_loss"}, run.step)  # the curve has every step
+        run.running.clear()
+        return self.best.exhausted
 
 
 def snapshot(model) -> dict:

@@ -61,7 +61,7 @@ def eval_line(record: dict, best: bool, total: int, seconds: float, steps_timed:
     """One evaluation in words: where (epoch, step of total), its numbers, * for a new best, the time taken and an
     upper bound on the time left (the mean step time so far x the steps left; early stopping may end it sooner)."""
     step = record["step"]
-    shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float))
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "epoch")
     left = seconds / max(steps_timed, 1) * (total - step)
     return (f"epoch {record['epoch']:.2f} step {step}/{total}: {shown}{'  *' if best else ''}  "
             f"({seconds:.0f}s, at most ~{left:.0f}s left)")

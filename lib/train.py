@@ -32,8 +32,8 @@ from itertools import chain
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lib import checkpoint, stopping, trackers
-from lib.errors import LabError
+from lib import checkpoint, ranks, stopping, trackers
+from lib.optimization import make_optimizer, make_scheduler
 
 
 def device() -> torch.device:
@@ -94,51 +94,6 @@ class History:
         return asdict(self)
 
 
-def make_optimizer(model, cfg: TrainConfig):
-    """AdamW; no weight decay on biases and norms; parameters whose name starts with a key of cfg.lr_groups get
-    that learning rate (schedulers scale every group alike)."""
-    groups: dict[tuple, list] = {}
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            lr = next((v for k, v in cfg.lr_groups.items() if n.startswith(k)), cfg.lr)
-            wd = 0.0 if p.ndim < 2 or "norm" in n.lower() else cfg.weight_decay
-            groups.setdefault((lr, wd), []).append(p)
-    params = [p for ps in groups.values() for p in ps]
-    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
-                             lr=cfg.lr, fused=fused_supported(params) or None)
-
-
-def fused_supported(params) -> bool:
-    """Whether torch's fused AdamW kernel (one pass over all the parameters instead of a few ops per tensor) can step
-    these: floating-point parameters on CPU or CUDA devices. Measured on 2 cores: the optimiser step of MiniLM's 22.7M
-    parameters 0.115 -> 0.023 s, of a ~0.48 s training step of 32 tweets (the same update up to float rounding)."""
-    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-
-
-def warmup_factor(step: int, warm: int, total: int, shape: str) -> float:
-    """The learning-rate multiplier of transformers' get_linear_schedule_with_warmup / get_cosine_schedule_with_warmup
-    (half a cosine) at `step`: a linear ramp over `warm` steps, then a linear or cosine decay to 0 at `total`. Written
-    out on torch's LambdaLR because importing transformers.optimization pulls in peft and bitsandbytes (~4 s of every
-    notebook's start); a test checks it against transformers' own schedules."""
-    if step < warm:
-        return step / max(1, warm)
-    if shape == "linear":  # transformers' very expressions, so the floats match too
-        return max(0.0, (total - step) / max(1, total - warm))
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((step - warm) / max(1, total - warm)))))
-
-
-def make_scheduler(opt, cfg: TrainConfig, total_steps: int):
-    warm = int(cfg.warmup_ratio * total_steps)
-    if cfg.scheduler in ("linear", "cosine"):
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_factor(step, warm, total_steps, cfg.scheduler))
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=cfg.mode, factor=0.5, patience=1)
-    if cfg.scheduler == "none":
-        return None
-    raise ValueError(f"scheduler {cfg.scheduler!r}: expected linear | cosine | plateau | none")
-
-
 def choose_precision(cfg: TrainConfig) -> str:
     """accelerate's mixed_precision for this run: "bf16" on a GPU that supports it, "fp16" (with a gradient scaler)
     on an older GPU (T4, V100), "no" on CPU or when cfg.bf16 (allow reduced precision) is off."""
@@ -147,28 +102,10 @@ def choose_precision(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _shard(batches, acc) -> list:
-    """This rank's batches: every num_processes-th one, the same count on every rank (a short tail is dropped, so
-    no rank waits at a gradient sync that never comes). One process: all batches, in order."""
-    n = acc.num_processes
-    if n == 1:
-        return batches if hasattr(batches, "__len__") else list(batches)
-    batches = list(batches)
-    usable = len(batches) - len(batches) % n
-    return batches[acc.process_index:usable:n]
-
-
-def _broadcast(obj, acc):
-    if acc.num_processes == 1:
-        return obj
-    from accelerate.utils import broadcast_object_list
-    return broadcast_object_list([obj])[0]
-
-
 def planned_steps(n_batches: int, acc, cfg: TrainConfig) -> int:
     """Optimiser steps the run will take at most: this rank's batches per epoch over grad_accum (a partial group
     still steps) x epochs, capped by max_steps."""
-    batches_per_epoch = len(_shard(list(range(n_batches)), acc))
+    batches_per_epoch = len(ranks.shard(list(range(n_batches)), acc))
     steps = max(1, math.ceil(batches_per_epoch / cfg.grad_accum)) * cfg.epochs
     return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
@@ -225,7 +162,7 @@ def _epoch_batches(loader, acc, run: Progress, replay: bool, keep_rng: bool):
         checkpoint.set_rng_state(loader, run.epoch_rng)
     elif keep_rng:
         run.epoch_rng = checkpoint.rng_state(loader)
-    mine = _shard(loader, acc)
+    mine = ranks.shard(loader, acc)
     it = iter(mine)
     first = next(it, None)
     if replay and run.epoch_rng is not None:
@@ -233,45 +170,6 @@ def _epoch_batches(loader, acc, run: Progress, replay: bool, keep_rng: bool):
     batches = chain([first], it) if len(mine) else iter(())
     skip = run.batch if replay else 0
     return len(mine), ((i, b) for i, b in enumerate(batches) if i >= skip)
-
-
-class Evaluation:
-    """One evaluation during training, as a callable `(epoch) -> patience exhausted`: evaluate() on the main process
-    in the model's own precision (its result shared with every rank), recorded in the history with the mean training
-    loss since the last one, the best state updated, the plateau schedule stepped, the result logged and tracked."""
-
-    def __init__(self, acc, plain, evaluate, best: stopping.BestState, run: Progress, sched, report, total: int):
-        self.acc, self.plain, self.evaluate, self.best, self.run = acc, plain, evaluate, best, run
-        self.sched, self.report, self.total, self.t0 = sched, report, total, time.time()
-
-    def _metrics(self) -> dict:
-        res = None
-        if self.acc.is_main_process:
-            self.plain.eval()
-            with torch.no_grad():
-                res = self.evaluate(self.plain)
-            self.plain.train()
-            if not isinstance(res, dict) or self.best.monitor not in res:
-                raise LabError(f"evaluate() returned {res!r}: expected a dict holding the monitored metric "
-                               f"{self.best.monitor!r} (TrainConfig.monitor)")
-        return _broadcast(res, self.acc)
-
-    def __call__(self, epoch: float) -> bool:
-        run, res = self.run, self._metrics()
-        rec = {"step": run.step, "epoch": epoch, "train_loss": float(sum(run.running) / max(len(run.running), 1)),
-               **res}
-        run.hist.evals.append(rec)
-        better = self.best.update(res, self.plain)
-        if better:
-            run.hist.best = dict(rec)
-        if isinstance(self.sched, ReduceLROnPlateau):
-            self.sched.step(res[self.best.monitor])
-        took = time.time() - self.t0
-        say, tracker = self.report
-        say(trackers.eval_line(rec, better, self.total, took, run.step - run.hist.resumed_from_step))
-        tracker.log(rec, run.step)
-        run.running.clear()
-        return self.best.exhausted
 
 
 def _checkpoints(acc, cfg: TrainConfig, plain, loader, say, run: Progress, *state):
@@ -304,7 +202,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     ckpt = _checkpoints(acc, cfg, plain, train_loader, say, run, sched, best)
     tracker = trackers.Trackers(acc, cfg.track, cfg.track_dir or cfg.checkpoint_dir or "runs", cfg)
     bar = trackers.ProgressBar(cfg.progress and acc.is_local_main_process, total, run.step)
-    evaluation = Evaluation(acc, plain, evaluate, best, run, sched, (say, tracker), total)
+    evaluation = stopping.Evaluation(acc, plain, evaluate, best, run, sched, (say, tracker), total)
     seconds_before, t0 = run.hist.train_seconds, time.time()
     resumed_epoch = run.epoch if run.hist.resumed_from_step else None
     trainable = [p for p in model.parameters() if p.requires_grad]

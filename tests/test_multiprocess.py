@@ -27,6 +27,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
                 str(JOB), str(tmp_path / "two.json"), "8"], tmp_path / "two.json")
     assert one["procs"] == 1 and two["procs"] == 2
     assert one["steps"] == two["steps"] == 12                    # 64 examples / global batch 16 x 3 epochs
-    assert all(abs(a - b) < TOL for a, b in zip(one["weight"] + [one["bias"]], two["weight"] + [two["bias"]]))
-    assert abs(one["best"] - two["best"]) < TOL
+    assert len(one["weight"]) == len(two["weight"]) == 3
+    assert two["weight"] + [two["bias"]] == pytest.approx(one["weight"] + [one["bias"]], abs=TOL)  # same length too
+    assert two["best"] == pytest.approx(one["best"], abs=TOL)
     assert two["preds"] == [i * i for i in range(13)]            # every item once, in order, uneven shares
