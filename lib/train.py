@@ -139,6 +139,14 @@ class Progress:
         for k, v in state.items():
             setattr(self, k, History(**v) if k == "hist" else v)
 
+    def count_step(self, micro_losses: list) -> float:
+        """One more optimiser step, recorded with its loss: the mean over its accumulated micro-batches."""
+        self.step += 1
+        loss = sum(micro_losses) / len(micro_losses)
+        self.running.append(loss)
+        self.hist.steps.append((self.step, loss))
+        return loss
+
 
 def _optimizer_step(acc, opt, sched, params, clip_norm: float) -> None:
     """Clip, step, advance the schedule (per step; the plateau schedule moves on evaluations), clear gradients."""
@@ -221,11 +229,8 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
             if not boundary:
                 continue
             _optimizer_step(acc, opt, sched, trainable, cfg.clip_norm)
-            run.step += 1
-            step_loss = sum(micro) / len(micro)  # the mean over the step's accumulated micro-batches
+            step_loss = run.count_step(micro)
             micro.clear()
-            run.running.append(step_loss)
-            run.hist.steps.append((run.step, step_loss))
             bar.update(step_loss)
             tracker.log({"train_loss": step_loss}, run.step)
             if cfg.eval_every and run.step % cfg.eval_every == 0 and evaluation(epoch + (i + 1) / n):

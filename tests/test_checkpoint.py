@@ -63,40 +63,45 @@ def test_a_checkpoint_of_other_data_is_not_resumed(tmp_path):
     assert out["resumed_from_step"] == 0 and any("not resuming" in l and "data " in l for l in lines)
 
 
-def test_a_save_killed_midway_resumes_from_the_previous_good_checkpoint(tmp_path, monkeypatch):
-    """The second save (step 6) dies after writing part of its files: the marker still names step 3's save, whose
-    files are whole, and the re-run resumes there and ends as an uninterrupted run; the half save is cleaned up."""
-    import accelerate.accelerator as acc_module
-    original, saves = acc_module.save_custom_state, []
+def _dies_in_second_call(monkeypatch, module, name: str, when=lambda *a, **kw: True):
+    """Replace module.name by a version that raises KeyboardInterrupt at its second call for which `when` holds
+    (a process killed there); the original is restored by `restore()`, returned."""
+    original, calls = getattr(module, name), []
 
-    def dies_in_second_save(obj, path, index=0, **kw):
-        saves.append(index)
-        if saves.count(0) == 2 and index == 1:
-            raise KeyboardInterrupt("killed mid-save")
-        return original(obj, path, index, **kw)
-    monkeypatch.setattr(acc_module, "save_custom_state", dies_in_second_save)
-    _crash(tmp_path / "b")
-    monkeypatch.setattr(acc_module, "save_custom_state", original)
-    assert _marked_step(tmp_path / "b") == 3 and (tmp_path / "b" / "step-000006.tmp").is_dir()
+    def dying(*a, **kw):
+        if when(*a, **kw):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt(f"killed in {name}")
+        return original(*a, **kw)
+    monkeypatch.setattr(module, name, dying)
+    return lambda: monkeypatch.setattr(module, name, original)
+
+
+def _resumes_from_step_3_and_ends_like_an_uninterrupted_run(tmp_path):
     out = _fit(tmp_path / "b")
     assert out["resumed_from_step"] == 3 and _same_run(out, _fit(tmp_path / "ref"))
+
+
+def test_a_save_killed_midway_resumes_from_the_previous_good_checkpoint(tmp_path, monkeypatch):
+    """The second save (step 6) dies after writing the model's state and before the rest: the marker still names
+    step 3's save, whose files are whole; the re-run resumes there, ends as an uninterrupted run, and cleans up."""
+    import accelerate.accelerator as acc_module
+    restore = _dies_in_second_call(monkeypatch, acc_module, "save_custom_state",
+                                   when=lambda obj, path, index=0, **kw: index == 1)
+    _crash(tmp_path / "b")
+    restore()
+    assert _marked_step(tmp_path / "b") == 3 and (tmp_path / "b" / "step-000006.tmp").is_dir()
+    _resumes_from_step_3_and_ends_like_an_uninterrupted_run(tmp_path)
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["latest.json", "step-000012"]
 
 
 def test_a_kill_after_the_rename_and_before_the_marker_resumes_from_the_marked_save(tmp_path, monkeypatch):
-    original, writes = checkpoint._write_marker, []
-
-    def dies_before_second_marker(folder, content):
-        writes.append(content["step"])
-        if len(writes) == 2:
-            raise KeyboardInterrupt("killed before the marker")
-        original(folder, content)
-    monkeypatch.setattr(checkpoint, "_write_marker", dies_before_second_marker)
+    restore = _dies_in_second_call(monkeypatch, checkpoint, "_write_marker")
     _crash(tmp_path / "b")
-    monkeypatch.setattr(checkpoint, "_write_marker", original)
+    restore()
     assert _marked_step(tmp_path / "b") == 3 and (tmp_path / "b" / "step-000006").is_dir()
-    out = _fit(tmp_path / "b")
-    assert out["resumed_from_step"] == 3 and _same_run(out, _fit(tmp_path / "ref"))
+    _resumes_from_step_3_and_ends_like_an_uninterrupted_run(tmp_path)
 
 
 def test_an_unreadable_marker_starts_fresh_and_says_so(tmp_path):
