@@ -226,7 +226,7 @@ class Checkpoints:
         return True
 
     def _usable(self) -> tuple:
-        """(the marked save's folder name, "") when it fits; (None, why not) otherwise; (None, "") when there is none."""
+        """(the marked save's folder, "") when it fits; (None, why not) when it does not; (None, "") when none."""
         marker = self.folder / MARKER
         if not marker.exists():
             return None, ""

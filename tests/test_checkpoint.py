@@ -19,7 +19,8 @@ import checkpoint_job  # noqa: E402  (tests/ is not a package)
 def _fit(folder, lines=None, **kw):
     """checkpoint_job's training in this process; its result (checkpoint_job.result)."""
     model, loader, loss_fn, evaluate, cfg = checkpoint_job.build(folder, **kw)
-    hist = train.fit(model, loader, loss_fn, evaluate, cfg, log=(lines.append if lines is not None else lambda *_: None))
+    log = lines.append if lines is not None else (lambda *_: None)
+    hist = train.fit(model, loader, loss_fn, evaluate, cfg, log=log)
     return checkpoint_job.result(hist, model)
 
 
