@@ -1,6 +1,7 @@
 """A tiny training job for the multiprocess tier, run as `accelerate launch --cpu --num_processes N tests/ddp_job.py OUT
-PER_RANK_BATCH`: the same data and global batch whatever N; writes the final weights, history and a distributed
-prediction (from the main process) to OUT as JSON."""
+PER_RANK_BATCH [CHECKPOINT_DIR]`: the same data and global batch whatever N; writes the final weights, history and a
+distributed prediction (from the main process) to OUT as JSON. With CHECKPOINT_DIR it saves every 2 steps there and
+resumes from what it finds."""
 import json
 import sys
 
@@ -9,7 +10,7 @@ import torch
 from lib.training import train
 
 
-def main(out: str, per_rank_batch: int):
+def main(out: str, per_rank_batch: int, checkpoint_dir: str = ""):
     from accelerate import PartialState
     acc = PartialState(cpu=True)
     torch.manual_seed(0)
@@ -32,13 +33,15 @@ def main(out: str, per_rank_batch: int):
 
     hist = train.fit(model, batches, loss_fn, evaluate,
                      train.TrainConfig(epochs=3, lr=0.05, scheduler="none", clip_norm=0, monitor="neg_mse",
-                                       patience=0, progress=False, weight_decay=0.0), log=lambda *_: None)
+                                       patience=0, progress=False, weight_decay=0.0, checkpoint_dir=checkpoint_dir,
+                                       save_every=2 if checkpoint_dir else 0, resume=bool(checkpoint_dir)),
+                     log=lambda *_: None)
     preds = train.distributed_map(lambda i: i * i, list(range(13)))  # 13: an uneven share on 2 ranks
     if acc.is_main_process:
         plain = model  # fit trains the caller's module in place (DDP wraps it, sharing its parameters)
         json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),
                    "best": hist.best["neg_mse"], "steps": hist.optimizer_steps, "procs": hist.num_processes,
-                   "preds": preds}, open(out, "w"))
+                   "preds": preds, "resumed_from_step": hist.resumed_from_step}, open(out, "w"))
     # tear the gloo group down before the interpreter exits: left to exit, its threads can abort rank 0
     # ("terminate called without an active exception", SIGABRT), as CI saw once at stop 25
     acc.wait_for_everyone()
@@ -46,4 +49,4 @@ def main(out: str, per_rank_batch: int):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else "")

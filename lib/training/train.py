@@ -4,31 +4,36 @@ Every study's notebook supplies two small functions: `loss_fn(model, batch) -> l
 `evaluate(model) -> {"loss": ..., <monitor>: ...}`; this file does the rest and records the history:
 AdamW (per-prefix learning-rate groups, no decay on biases/norms), warmup + linear/cosine/plateau schedules, gradient
 accumulation (the logged loss is the mean over a step's micro-batches; a final partial group still steps),
-clipping, early stopping, best state restored.
+clipping, and evaluation after each epoch (and every `eval_every` steps). The named pieces it trains with:
+`lib.training.stopping` (best state and early stopping), `lib.training.checkpoint` (fingerprinted, atomically marked checkpoints:
+`save_state` every `save_every` steps into `checkpoint_dir`; `resume=True` continues from the last one when it was
+made by the same training, and ends as an uninterrupted run would) and `lib.training.trackers` (`track="tensorboard"|"mlflow"`
+curves in `track_dir`, the progress bar, the log lines).
 
 From accelerate: the device (CPU, one GPU, or one rank of several), mixed precision (bf16 where the GPU has it, fp16
 with a GradScaler where it does not, none on CPU; applied to the loss, evaluate() runs in the model's own precision),
 DDP wrapping and gradient sync when launched on several processes (torchrun / `accelerate launch`, see the README's
-"Several GPUs"), checkpoints (`save_state` every `save_every` steps into `checkpoint_dir`; `resume=True` continues
-from the last one and ends as an uninterrupted run would), and trackers (`track="tensorboard"|"mlflow"` logs curves
-and metrics into `track_dir`). With several processes each rank takes every N-th batch (the same number on every
-rank), evaluation runs on the main process and its result is broadcast, so every rank takes the same early-stopping
-and best-state decisions; only the main process logs. `distributed_map` spreads a prediction over the ranks and
-gathers each result exactly once.
+"Several GPUs"), checkpoint contents and trackers. With several processes each rank takes every N-th batch (the same
+number on every rank), evaluation runs on the main process and its result is broadcast, so every rank takes the same
+early-stopping and best-state decisions; only the main process logs. `distributed_map` spreads a prediction over the
+ranks and gathers each result exactly once.
 
 Interactive runs (Jupyter, Colab) show a tqdm progress bar (steps, loss, time left); run_all's headless runs set
 TQDM_DISABLE=1 and get one log line per evaluation instead, with the same facts in words.
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from itertools import chain
 
 import torch
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from lib.training import checkpoint, ranks, stopping, trackers
+from lib.training.optimization import make_optimizer, make_scheduler
 
 
 def device() -> torch.device:
@@ -89,51 +94,6 @@ class History:
         return asdict(self)
 
 
-def make_optimizer(model, cfg: TrainConfig):
-    """AdamW; no weight decay on biases and norms; parameters whose name starts with a key of cfg.lr_groups get
-    that learning rate (schedulers scale every group alike)."""
-    groups: dict[tuple, list] = {}
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            lr = next((v for k, v in cfg.lr_groups.items() if n.startswith(k)), cfg.lr)
-            wd = 0.0 if p.ndim < 2 or "norm" in n.lower() else cfg.weight_decay
-            groups.setdefault((lr, wd), []).append(p)
-    params = [p for ps in groups.values() for p in ps]
-    return torch.optim.AdamW([{"params": ps, "lr": lr, "weight_decay": wd} for (lr, wd), ps in groups.items()],
-                             lr=cfg.lr, fused=fused_supported(params) or None)
-
-
-def fused_supported(params) -> bool:
-    """Whether torch's fused AdamW kernel (one pass over all the parameters instead of a few ops per tensor) can step
-    these: floating-point parameters on CPU or CUDA devices. Measured on 2 cores: the optimiser step of MiniLM's 22.7M
-    parameters 0.115 -> 0.023 s, of a ~0.48 s training step of 32 tweets (the same update up to float rounding)."""
-    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-
-
-def warmup_factor(step: int, warm: int, total: int, shape: str) -> float:
-    """The learning-rate multiplier of transformers' get_linear_schedule_with_warmup / get_cosine_schedule_with_warmup
-    (half a cosine) at `step`: a linear ramp over `warm` steps, then a linear or cosine decay to 0 at `total`. Written
-    out on torch's LambdaLR because importing transformers.optimization pulls in peft and bitsandbytes (~4 s of every
-    notebook's start); a test checks it against transformers' own schedules."""
-    if step < warm:
-        return step / max(1, warm)
-    if shape == "linear":  # transformers' very expressions, so the floats match too
-        return max(0.0, (total - step) / max(1, total - warm))
-    return max(0.0, 0.5 * (1.0 + math.cos(math.pi * ((step - warm) / max(1, total - warm)))))
-
-
-def make_scheduler(opt, cfg: TrainConfig, total_steps: int):
-    warm = int(cfg.warmup_ratio * total_steps)
-    if cfg.scheduler in ("linear", "cosine"):
-        return torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: warmup_factor(step, warm, total_steps, cfg.scheduler))
-    if cfg.scheduler == "plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=cfg.mode, factor=0.5, patience=1)
-    if cfg.scheduler == "none":
-        return None
-    raise ValueError(f"scheduler {cfg.scheduler!r}: expected linear | cosine | plateau | none")
-
-
 def choose_precision(cfg: TrainConfig) -> str:
     """accelerate's mixed_precision for this run: "bf16" on a GPU that supports it, "fp16" (with a gradient scaler)
     on an older GPU (T4, V100), "no" on CPU or when cfg.bf16 (allow reduced precision) is off."""
@@ -142,35 +102,95 @@ def choose_precision(cfg: TrainConfig) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _shard(batches, acc) -> list:
-    """This rank's batches: every num_processes-th one, the same count on every rank (a short tail is dropped, so
-    no rank waits at a gradient sync that never comes). One process: all batches, in order."""
-    n = acc.num_processes
-    if n == 1:
-        return batches if hasattr(batches, "__len__") else list(batches)
-    batches = list(batches)
-    usable = len(batches) - len(batches) % n
-    return batches[acc.process_index:usable:n]
+def planned_steps(n_batches: int, acc, cfg: TrainConfig) -> int:
+    """Optimiser steps the run will take at most: this rank's batches per epoch over grad_accum (a partial group
+    still steps) x epochs, capped by max_steps."""
+    batches_per_epoch = len(ranks.shard(list(range(n_batches)), acc))
+    steps = max(1, math.ceil(batches_per_epoch / cfg.grad_accum)) * cfg.epochs
+    return min(steps, cfg.max_steps) if cfg.max_steps else steps
 
 
-def _broadcast(obj, acc):
-    if acc.num_processes == 1:
-        return obj
-    from accelerate.utils import broadcast_object_list
-    return broadcast_object_list([obj])[0]
+def _place(model, acc):
+    """(the model to train: DDP-wrapped with several processes, on this rank's device; the plain module: names
+    without DDP's "module." prefix and forward without prepare's autocast wrapper, for evaluation and state).
+    Quantised models stay where loading put them."""
+    quantised = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+    if acc.num_processes > 1:
+        model = acc.prepare_model(model, device_placement=not quantised)
+    elif not quantised:
+        model.to(acc.device)
+    return model, acc.unwrap_model(model, keep_fp32_wrapper=False)
 
 
-class _Progress:
-    """What a checkpoint must hold beyond model/optimizer/scheduler/RNG (accelerate saves those)."""
+@dataclass
+class Progress:
+    """Where a training is; saved in its checkpoints beside accelerate's model, optimizer, scheduler and RNG states."""
+    hist: History
+    step: int = 0                                  # optimiser steps taken
+    epoch: int = 0                                 # the epoch under way
+    batch: int = 0                                 # batches of that epoch already trained (at the last save)
+    running: list = field(default_factory=list)    # step losses since the last evaluation
+    epoch_rng: dict | None = None                  # checkpoint.rng_state() at the start of the epoch
 
-    def __init__(self):
-        self.state = {}
+    def state_dict(self) -> dict:
+        return {**{k: v for k, v in vars(self).items() if k != "hist"}, "hist": self.hist.to_dict()}
 
-    def state_dict(self):
-        return self.state
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            setattr(self, k, History(**v) if k == "hist" else v)
 
-    def load_state_dict(self, state):
-        self.state = state
+    def count_step(self, micro_losses: list) -> float:
+        """One more optimiser step, recorded with its loss: the mean over its accumulated micro-batches."""
+        self.step += 1
+        loss = sum(micro_losses) / len(micro_losses)
+        self.running.append(loss)
+        self.hist.steps.append((self.step, loss))
+        return loss
+
+
+def _optimizer_step(acc, opt, sched, params, clip_norm: float) -> None:
+    """Clip, step, advance the schedule (per step; the plateau schedule moves on evaluations), clear gradients."""
+    if clip_norm:
+        acc.clip_grad_norm_(params, clip_norm)
+    opt.step()
+    if sched is not None and not isinstance(sched, ReduceLROnPlateau) and not acc.optimizer_step_was_skipped:
+        sched.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def _epoch_batches(loader, acc, run: Progress, replay: bool, keep_rng: bool):
+    """(number of this rank's batches in the epoch, iterator of (index, batch) from index run.batch on).
+
+    replay: the epoch a resume continues in; its order is drawn again from the random states saved at its start
+    (torch's global generator restored afterwards), so the batches are those the interrupted run trained on.
+    keep_rng: record those states for later checkpoints. The first batch is drawn here, right after the loader's
+    iterator is made, as a for loop would."""
+    now = torch.get_rng_state()
+    if replay and run.epoch_rng is not None:
+        checkpoint.set_rng_state(loader, run.epoch_rng)
+    elif keep_rng:
+        run.epoch_rng = checkpoint.rng_state(loader)
+    mine = ranks.shard(loader, acc)
+    it = iter(mine)
+    first = next(it, None)
+    if replay and run.epoch_rng is not None:
+        torch.set_rng_state(now)
+    batches = chain([first], it) if len(mine) else iter(())
+    skip = run.batch if replay else 0
+    return len(mine), ((i, b) for i, b in enumerate(batches) if i >= skip)
+
+
+def _checkpoints(acc, cfg: TrainConfig, plain, loader, say, run: Progress, *state):
+    """The run's checkpoints (None without checkpoint_dir), `plain` and `state` registered; resumed when asked."""
+    if not cfg.checkpoint_dir:
+        return None
+    fingerprint = checkpoint.fingerprint(cfg, plain, loader, acc.num_processes, acc.mixed_precision)
+    ckpt = checkpoint.Checkpoints(acc, cfg.checkpoint_dir, fingerprint, say)
+    ckpt.register(plain if acc.num_processes == 1 else None, run, *state)  # several processes: prepare registered it
+    if cfg.resume and ckpt.resume():
+        run.hist.resumed_from_step = run.step
+        say(f"resumed from {cfg.checkpoint_dir} at step {run.step} (epoch {run.epoch}, batch {run.batch})")
+    return ckpt
 
 
 def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> History:
@@ -179,181 +199,71 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
     The best state (by cfg.monitor) of the trainable parameters is restored into `model` at the end (frozen and
     quantised weights never change, so a 4-bit base model needs no copy).
     """
-    from accelerate.utils import send_to_device
     acc = _accelerator(choose_precision(cfg))
-    quantised = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-    if acc.num_processes > 1:
-        model = acc.prepare_model(model, device_placement=not quantised)
-    elif not quantised:
-        model.to(acc.device)
-    # names without DDP's "module." prefix and forward without prepare's autocast wrapper: evaluation (main
-    # process only) runs on it in the model's own precision
-    plain = acc.unwrap_model(model, keep_fp32_wrapper=False)
-    batches_per_epoch = len(_shard(list(range(len(train_loader))), acc))
-    steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
+    model, plain = _place(model, acc)
+    total = planned_steps(len(train_loader), acc, cfg)
     opt = acc.prepare_optimizer(make_optimizer(plain, cfg))
     sched = make_scheduler(opt.optimizer, cfg, total)  # stepped here, once per optimiser step, on every process
-    hist = History(precision=acc.mixed_precision, num_processes=acc.num_processes)
-    best_val, best_state, bad = None, None, 0
-    step, t0, running, micro = 0, time.time(), [], []  # running: losses since the last evaluation; micro: this step's
-    start_epoch, skip = 0, 0
-    main = acc.is_main_process
-    say = log if main else (lambda *_: None)
-
-    progress = _Progress()
-    ckpt = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else None
-    if ckpt is not None:
-        if acc.num_processes == 1:
-            acc.register_for_checkpointing(plain)
-        if sched is not None:
-            acc.register_for_checkpointing(sched)
-        acc.register_for_checkpointing(progress)
-    if cfg.resume and ckpt is not None and (ckpt / "lab_progress.json").exists():
-        acc.load_state(str(ckpt))
-        st = progress.state
-        step, start_epoch, skip = st["step"], st["epoch"], st["batch"]
-        best_val, bad, running = st["best_val"], st["bad"], st["running"]
-        hist = History(**{**st["hist"], "precision": acc.mixed_precision, "num_processes": acc.num_processes})
-        hist.resumed_from_step = step
-        best_state = st.get("best_state")
-        say(f"resumed from {ckpt} at step {step} (epoch {start_epoch}, batch {skip})")
-
-    tracking = bool(cfg.track) and main
-    if tracking:
-        acc.log_with = [cfg.track]
-        acc.project_configuration.set_directories(cfg.track_dir or cfg.checkpoint_dir or "runs")
-        acc.trackers = []
-        acc.init_trackers("lab", config={k: v for k, v in asdict(cfg).items()
-                                         if isinstance(v, (int, float, str, bool))})
-
-    def save(epoch, batch_index):
-        if ckpt is None:
-            return
-        progress.state = {"step": step, "epoch": epoch, "batch": batch_index, "best_val": best_val, "bad": bad,
-                          "running": list(running), "hist": hist.to_dict(), "best_state": best_state}
-        acc.save_state(str(ckpt))
-        if main:
-            (ckpt / "lab_progress.json").write_text(json.dumps({"step": step, "epoch": epoch, "batch": batch_index}))
-        acc.wait_for_everyone()
-
-    bar = None
-    # TQDM_DISABLE is read here too: tqdm reads its environment once, at import, before a notebook may set it
-    if cfg.progress and acc.is_local_main_process and \
-            os.environ.get("TQDM_DISABLE", "").lower() not in ("1", "true", "yes"):
-        from tqdm.auto import tqdm
-        bar = tqdm(total=total, initial=step, desc="training", unit="step", leave=True)
-
-    def do_eval(epoch):
-        nonlocal best_val, best_state, bad
-        res = None
-        if main:
-            plain.eval()
-            with torch.no_grad():  # evaluate() runs in the model's own precision (reduced precision: the loss only)
-                res = evaluate(plain)
-            plain.train()
-        res = _broadcast(res, acc)
-        rec = {"step": step, "epoch": epoch, "train_loss": float(sum(running) / max(len(running), 1)), **res}
-        hist.evals.append(rec)
-        val = res[cfg.monitor]
-        better = best_val is None or (val > best_val if cfg.mode == "max" else val < best_val)
-        if better:
-            best_val, bad = val, 0
-            best_state = _snapshot(plain)
-            hist.best = dict(rec)
-        else:
-            bad += 1
-        if isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            sched.step(val)
-        shown = "  ".join(f"{k} {v:.4f}" for k, v in rec.items() if isinstance(v, float))
-        took = time.time() - t0
-        left = took / max(step - hist.resumed_from_step, 1) * (total - step)
-        say(f"epoch {epoch:.2f} step {step}/{total}: {shown}{'  *' if better else ''}  "
-            f"({took:.0f}s, at most ~{left:.0f}s left)")
-        if tracking:
-            acc.log({k: v for k, v in rec.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
-        running.clear()
-        return cfg.patience and bad >= cfg.patience
-
-    model.train()
-    stop = False
+    say = log if acc.is_main_process else (lambda *_: None)
+    run = Progress(History(precision=acc.mixed_precision, num_processes=acc.num_processes))
+    best = stopping.BestState(cfg.monitor, cfg.mode, cfg.patience)
+    ckpt = _checkpoints(acc, cfg, plain, train_loader, say, run, sched, best)
+    tracker = trackers.Trackers(acc, cfg.track, cfg.track_dir or cfg.checkpoint_dir or "runs", cfg)
+    bar = trackers.ProgressBar(cfg.progress and acc.is_local_main_process, total, run.step)
+    evaluation = stopping.Evaluation(acc, plain, evaluate, best, run, sched, (say, tracker), total)
+    seconds_before, t0 = run.hist.train_seconds, time.time()
+    resumed_epoch = run.epoch if run.hist.resumed_from_step else None
     trainable = [p for p in model.parameters() if p.requires_grad]
-    for epoch in range(cfg.epochs):
-        if epoch < start_epoch:
-            continue
-        mine = _shard(train_loader, acc)
-        n = len(mine)
-        for i, batch in enumerate(mine):
-            if epoch == start_epoch and i < skip:
-                continue
-            boundary = (i + 1) % cfg.grad_accum == 0 or i + 1 == n
-            with (acc.no_sync(model) if not boundary and acc.num_processes > 1 else _null()):
+    model.train()
+    stop, micro = None, []  # stop: why training ends before its epochs do ("patience" | "max_steps"); micro: losses
+    for epoch in range(run.epoch, cfg.epochs):
+        n, batches = _epoch_batches(train_loader, acc, run, epoch == resumed_epoch, ckpt is not None)
+        run.epoch = epoch
+        for i, batch in batches:
+            boundary = (i + 1) % cfg.grad_accum == 0 or i + 1 == n  # the last micro-batch of an optimiser step
+            with acc.no_sync(model) if not boundary and acc.num_processes > 1 else nullcontext():
                 with acc.autocast():
-                    loss = loss_fn(model, _to(batch, acc.device, send_to_device)) / cfg.grad_accum
+                    loss = loss_fn(model, _to(batch, acc.device)) / cfg.grad_accum
                 acc.backward(loss)
             micro.append(float(loss.detach()) * cfg.grad_accum)
             if not boundary:
                 continue
-            if cfg.clip_norm:
-                acc.clip_grad_norm_(trainable, cfg.clip_norm)
-            opt.step()
-            if sched is not None and not isinstance(sched, torch.optim.lr_scheduler.ReduceLROnPlateau) \
-                    and not acc.optimizer_step_was_skipped:
-                sched.step()
-            opt.zero_grad(set_to_none=True)
-            step += 1
-            step_loss = sum(micro) / len(micro)  # the mean over the step's accumulated micro-batches
+            _optimizer_step(acc, opt, sched, trainable, cfg.clip_norm)
+            step_loss = run.count_step(micro)
             micro.clear()
-            running.append(step_loss)
-            hist.steps.append((step, step_loss))
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{step_loss:.4f}")
-            if tracking:
-                acc.log({"train_loss": step_loss}, step=step)
-            if cfg.eval_every and step % cfg.eval_every == 0 and (stop := do_eval(epoch + (i + 1) / n)):
+            bar.update(step_loss)
+            tracker.log({"train_loss": step_loss}, run.step)
+            if cfg.eval_every and run.step % cfg.eval_every == 0 and evaluation(epoch + (i + 1) / n):
+                stop = "patience"
                 break
-            if cfg.max_steps and step >= cfg.max_steps:
-                stop = True
+            if cfg.max_steps and run.step >= cfg.max_steps:
+                stop = "max_steps"
                 break
-            if cfg.save_every and step % cfg.save_every == 0:
-                save(epoch, i + 1)
+            if ckpt is not None and cfg.save_every and run.step % cfg.save_every == 0:
+                run.batch, run.hist.train_seconds = i + 1, seconds_before + time.time() - t0
+                ckpt.save(run.step)
+        evaluated = run.hist.evals and run.hist.evals[-1]["step"] == run.step
+        if not evaluated and evaluation(epoch + 1) and stop is None:
+            stop = "patience"
         if stop:
-            hist.stopped_early = bool(cfg.patience and bad >= cfg.patience)
-            if not (hist.evals and hist.evals[-1]["step"] == step):
-                do_eval(epoch + 1)
             break
-        if not (hist.evals and hist.evals[-1]["step"] == step):
-            if do_eval(epoch + 1):
-                hist.stopped_early = True
-                break
-    if bar is not None:
-        bar.close()
-    if tracking:
-        acc.end_training()
-    hist.train_seconds = hist.train_seconds + time.time() - t0
-    hist.optimizer_steps = step
-    if best_state is not None:
-        _restore(plain, best_state)
-    return hist
+        run.batch = 0
+    bar.close()
+    tracker.close()
+    run.hist.stopped_early = stop == "patience"
+    run.hist.train_seconds = seconds_before + time.time() - t0
+    run.hist.optimizer_steps = run.step
+    best.restore(plain)
+    return run.hist
 
 
-def _to(batch, dev, send):
+def _to(batch, dev):
     """The batch on this process's device (tensors anywhere inside tuples/dicts); other objects as they are."""
+    from accelerate.utils import send_to_device
     try:
-        return send(batch, dev)
+        return send_to_device(batch, dev)
     except (TypeError, AttributeError):
         return batch
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def distributed_map(fn, items: list) -> list:
@@ -367,22 +277,3 @@ def distributed_map(fn, items: list) -> list:
     mine = [(i, fn(items[i])) for i in range(state.process_index, len(items), state.num_processes)]
     gathered = gather_object(mine)
     return [r for _, r in sorted(gathered, key=lambda t: t[0])]
-
-
-def _snapshot(model) -> dict:
-    """CPU copies of what training can change: trainable parameters (full fine-tuning: all; LoRA: adapters + head)
-    and floating-point buffers (e.g. running statistics). Frozen and quantised weights are not copied."""
-    state = {f"p:{n}": p.detach().to("cpu", copy=True) for n, p in model.named_parameters() if p.requires_grad}
-    state.update({f"b:{n}": b.detach().to("cpu", copy=True) for n, b in model.named_buffers() if b.is_floating_point()})
-    return state
-
-
-def _restore(model, state: dict) -> None:
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if f"p:{n}" in state:
-                p.copy_(state[f"p:{n}"].to(p.device))
-        for n, b in model.named_buffers():
-            if f"b:{n}" in state:
-                b.copy_(state[f"b:{n}"].to(b.device))
-

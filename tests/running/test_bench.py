@@ -1,5 +1,6 @@
-"""lib.running.bench dropout runs its four settings and reports per-step times and their ratios (no speed target here:
-speed lives in the benchmark's own output, measured in one run)."""
+"""lib.running.bench: the dropout bench runs its four settings and reports per-step times and their ratios; the encoder bench
+times lib.training.train.fit and Trainer alike and compares them (no speed target here: speed lives in the benchmark's own
+output, measured in one run)."""
 import pytest
 
 from lib.running import bench
@@ -12,3 +13,37 @@ def test_dropout_bench_times_every_setting():
     assert all(v > 0 for v in r["seconds_per_step"].values())
     s = r["seconds_per_step"]
     assert r["ratios"]["full: dropout 0 speed-up"] == pytest.approx(s["full, checkpoint dropout"] / s["full, dropout 0"])
+
+
+def test_encoder_bench_alternates_engine_and_trainer_and_compares_their_medians():
+    from lib.running import bench_encoder
+    order = []
+    speed = {"engine": iter([60.0, 64.0]), "trainer": iter([50.0, 70.0]), "engine-pad-to-max": iter([20.0])}
+
+    def fake(setting, **kw):
+        order.append(setting)
+        v = next(speed[setting])
+        return {"setting": setting, "examples_per_s": v, "real_tokens_per_s": 40 * v}
+    r = bench_encoder.compare("m", 5, 40, 32, 128, rounds=2, run=fake)
+    assert order == ["engine", "trainer", "engine", "trainer", "engine-pad-to-max"]
+    assert r["ratios"]["engine / Trainer examples/s"] == pytest.approx(62.0 / 60.0)
+    assert r["ratios"]["engine / Trainer real tokens/s"] == pytest.approx(62.0 / 60.0)
+    assert r["ratios"]["engine: dynamic / pad-to-max examples/s"] == pytest.approx(62.0 / 20.0)
+
+
+def test_encoder_bench_times_train_fit_itself_and_trainer_on_the_same_batches(data_dir, monkeypatch):
+    """The engine's number comes from lib.training.train.fit (not a loop of the bench's own), over exactly the timed steps;
+    Trainer trains the same number of examples; both group by length, so both pad little."""
+    from lib.running import bench_encoder
+    from lib.training import train
+    calls = []
+    real_fit = train.fit
+    monkeypatch.setattr(train, "fit", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    kw = dict(model_name="all-MiniLM-L6-v2", warmup=1, steps=2, batch_size=4, max_length=128, data_dir=str(data_dir))
+    engine, trainer = bench_encoder.engine_run(**kw), bench_encoder.trainer_run(**kw)
+    assert calls == [1]
+    for r in (engine, trainer):
+        assert r["steps"] == 2 and r["examples_per_s"] * r["seconds"] == pytest.approx(8)
+        assert r["padding_share"] < 0.3
+    padded = bench_encoder.engine_run(**kw, pad_to_max=True)
+    assert padded["padding_share"] > 0.5

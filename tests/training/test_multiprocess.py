@@ -27,6 +27,23 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
                 str(JOB), str(tmp_path / "two.json"), "8"], tmp_path / "two.json")
     assert one["procs"] == 1 and two["procs"] == 2
     assert one["steps"] == two["steps"] == 12                    # 64 examples / global batch 16 x 3 epochs
-    assert all(abs(a - b) < TOL for a, b in zip(one["weight"] + [one["bias"]], two["weight"] + [two["bias"]]))
-    assert abs(one["best"] - two["best"]) < TOL
+    assert len(one["weight"]) == len(two["weight"]) == 3
+    assert two["weight"] + [two["bias"]] == pytest.approx(one["weight"] + [one["bias"]], abs=TOL)  # same length too
+    assert two["best"] == pytest.approx(one["best"], abs=TOL)
     assert two["preds"] == [i * i for i in range(13)]            # every item once, in order, uneven shares
+
+
+def test_two_processes_save_together_and_resume_from_their_checkpoint(tmp_path):
+    """Both ranks write one checkpoint (each its RNG state, the main process the marker); a second launch resumes
+    from it (the last save, at step 12) and ends with the same weights and best as the first."""
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29532",
+              str(JOB)]
+    first = _run(launch + [str(tmp_path / "a.json"), "8", str(tmp_path / "ckpt")], tmp_path / "a.json")
+    marker = json.loads((tmp_path / "ckpt" / "latest.json").read_text())
+    assert marker["step"] == 12 and marker["fingerprint"]["processes"] == 2
+    assert sorted(p.name for p in (tmp_path / "ckpt" / marker["folder"]).glob("random_states_*")) == \
+        ["random_states_0.pkl", "random_states_1.pkl"]
+    again = _run(launch + [str(tmp_path / "b.json"), "8", str(tmp_path / "ckpt")], tmp_path / "b.json")
+    assert first["resumed_from_step"] == 0 and again["resumed_from_step"] == 12
+    assert again["weight"] + [again["bias"]] == first["weight"] + [first["bias"]] and again["best"] == first["best"]
+

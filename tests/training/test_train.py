@@ -1,9 +1,16 @@
 """The shared training loop (lib.training.train.fit): best checkpoint restored, early stopping, frozen weights untouched,
 learning-rate groups and schedules."""
+import json
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
-from lib.training import train
+from lib.training import optimization, train
+
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: the shared job scripts
+import engine_scenarios  # noqa: E402  (tests/ is not a package)
 
 
 def _setup(scores):
@@ -59,8 +66,8 @@ def test_grad_accum_counts_optimizer_steps():
 
 def test_linear_warmup_schedule_shape():
     p = torch.nn.Parameter(torch.zeros(2, 2))
-    opt = train.make_optimizer(torch.nn.ParameterList([p]), train.TrainConfig(lr=1.0))
-    sched = train.make_scheduler(opt, train.TrainConfig(lr=1.0, warmup_ratio=0.2, scheduler="linear"), 10)
+    opt = optimization.make_optimizer(torch.nn.ParameterList([p]), train.TrainConfig(lr=1.0))
+    sched = optimization.make_scheduler(opt, train.TrainConfig(lr=1.0, warmup_ratio=0.2, scheduler="linear"), 10)
     lrs = []
     for _ in range(10):
         lrs.append(opt.param_groups[0]["lr"])
@@ -71,7 +78,7 @@ def test_linear_warmup_schedule_shape():
 
 def test_weight_decay_skips_biases_and_norms():
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
-    opt = train.make_optimizer(model, train.TrainConfig(weight_decay=0.01))
+    opt = optimization.make_optimizer(model, train.TrainConfig(weight_decay=0.01))
     wd = {id(p): g["weight_decay"] for g in opt.param_groups for p in g["params"]}
     assert wd[id(model[0].weight)] == 0.01
     assert wd[id(model[0].bias)] == 0.0 and wd[id(model[1].weight)] == 0.0
@@ -107,84 +114,11 @@ def test_precision_follows_the_device(monkeypatch):
     assert train.choose_precision(train.TrainConfig(bf16=False)) == "no"
 
 
-def _resumable(tmp_path, crash_at=None):
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 1)
-    gen = torch.Generator().manual_seed(1)
-    data = [(torch.randn(8, 4, generator=gen), torch.randn(8, 1, generator=gen)) for _ in range(4)]
-    calls = {"n": 0}
-
-    def loss_fn(m, b):
-        calls["n"] += 1
-        if crash_at is not None and calls["n"] == crash_at:
-            raise KeyboardInterrupt("interrupted")
-        return torch.nn.functional.mse_loss(m(b[0]), b[1]) + 0.0 * torch.rand(())  # consumes the torch RNG
-
-    def evaluate(m):
-        with torch.no_grad():
-            return {"loss": 0.0, "neg": -float(sum(torch.nn.functional.mse_loss(m(x), y) for x, y in data))}
-
-    cfg = train.TrainConfig(epochs=3, lr=0.05, monitor="neg", patience=0, checkpoint_dir=str(tmp_path / "ckpt"),
-                            save_every=2, resume=True, progress=False, scheduler="linear")
-    return model, data, loss_fn, evaluate, cfg
-
-
-def test_resume_continues_from_the_last_checkpoint_and_ends_like_an_uninterrupted_run(tmp_path):
-    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "a")
-    ref = train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
-    ref_w = model.weight.detach().clone()
-    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "b", crash_at=7)  # dies in step 7 of 12
-    import pytest
-    with pytest.raises(KeyboardInterrupt):
-        train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
-    model, data, loss_fn, evaluate, cfg = _resumable(tmp_path / "b")               # a fresh process would do this
-    out = train.fit(model, data, loss_fn, evaluate, cfg, log=lambda *_: None)
-    assert out.resumed_from_step == 6                                              # the last checkpoint (every 2)
-    assert out.optimizer_steps == ref.optimizer_steps == 12
-    assert torch.allclose(model.weight, ref_w, atol=1e-7)
-    assert [e["neg"] for e in out.evals] == [e["neg"] for e in ref.evals]
-    assert out.steps == ref.steps
-
-
-def test_tracking_writes_tensorboard_events(tmp_path):
-    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
-    train.fit(model, batches, loss_fn, evaluate,
-              train.TrainConfig(epochs=2, lr=0.01, track="tensorboard", track_dir=str(tmp_path), progress=False),
-              log=lambda *_: None)
-    events = list(tmp_path.rglob("events.out.tfevents.*"))
-    assert events and events[0].stat().st_size > 0
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    ea = EventAccumulator(str(events[0].parent))
-    ea.Reload()
-    assert {"train_loss", "macro_f1"} <= set(ea.Tags()["scalars"])
-    assert [s.step for s in ea.Scalars("macro_f1")] == [2, 4]
-
-
 def test_history_records_the_precision_used():
     model, batches, loss_fn, evaluate, _ = _setup([0.1])
     hist = train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
     assert hist.precision == train.choose_precision(train.TrainConfig())
     assert hist.to_dict()["precision"] == hist.precision
-
-
-def test_progress_bar_shows_steps_unless_tqdm_disable(monkeypatch, capsys):
-    """Interactive runs get a bar counting optimiser steps; run_all's kernels set TQDM_DISABLE=1 and get none."""
-    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
-    monkeypatch.delenv("TQDM_DISABLE", raising=False)
-    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
-    assert "2/2" in capsys.readouterr().err                # 2 micro-batches, no accumulation: 2 steps
-    monkeypatch.setenv("TQDM_DISABLE", "1")
-    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
-    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=1), log=lambda *_: None)
-    assert capsys.readouterr().err == ""
-
-
-def test_log_lines_say_steps_and_time_left_in_words():
-    model, batches, loss_fn, evaluate, _ = _setup([0.1, 0.2])
-    lines = []
-    train.fit(model, batches, loss_fn, evaluate, train.TrainConfig(epochs=2), log=lines.append)
-    assert [l.split(":")[0] for l in lines] == ["epoch 1.00 step 2/4", "epoch 2.00 step 4/4"]
-    assert lines[-1].endswith("~0s left)")
 
 
 def test_partial_accumulation_group_still_steps():
@@ -219,14 +153,14 @@ def test_reduced_precision_applies_to_the_loss_only_and_the_model_comes_back_unw
 
 
 def test_the_fused_optimiser_makes_the_same_update_as_the_per_tensor_one():
-    """make_optimizer uses torch's fused AdamW on CPU (train.fused_supported); over a few steps with weight decay
+    """make_optimizer uses torch's fused AdamW on CPU (optimization.fused_supported); over a few steps with weight decay
     groups it must move the weights as the default (foreach) AdamW does, up to float rounding."""
     torch.manual_seed(0)
     a = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
     b = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.LayerNorm(8), torch.nn.Linear(8, 2))
     b.load_state_dict(a.state_dict())
     start = a[0].weight.detach().clone()
-    fused = train.make_optimizer(a, train.TrainConfig(lr=0.01, weight_decay=0.1))
+    fused = optimization.make_optimizer(a, train.TrainConfig(lr=0.01, weight_decay=0.1))
     assert fused.defaults["fused"] is True
     index, twins = {id(p): i for i, p in enumerate(a.parameters())}, list(b.parameters())
     plain = torch.optim.AdamW([{"params": [twins[index[id(p)]] for p in g["params"]], "lr": g["lr"],
@@ -243,9 +177,9 @@ def test_the_fused_optimiser_makes_the_same_update_as_the_per_tensor_one():
 
 
 def test_fused_optimiser_only_for_float_parameters():
-    assert train.fused_supported([torch.nn.Parameter(torch.zeros(2))])
-    assert not train.fused_supported([torch.zeros(2, dtype=torch.int8)])
-    assert not train.fused_supported([])
+    assert optimization.fused_supported([torch.nn.Parameter(torch.zeros(2))])
+    assert not optimization.fused_supported([torch.zeros(2, dtype=torch.int8)])
+    assert not optimization.fused_supported([])
 
 
 @pytest.mark.parametrize("shape", ["linear", "cosine"])
@@ -259,7 +193,7 @@ def test_warmup_schedules_equal_transformers_own(shape, warm, total):
     )
     theirs_fn = get_linear_schedule_with_warmup if shape == "linear" else get_cosine_schedule_with_warmup
     rates = []
-    for make in (lambda o: train.make_scheduler(o, train.TrainConfig(lr=3e-4, scheduler=shape,
+    for make in (lambda o: optimization.make_scheduler(o, train.TrainConfig(lr=3e-4, scheduler=shape,
                                                                      warmup_ratio=warm / total), total),
                  lambda o: theirs_fn(o, int(warm / total * total), total)):  # make_scheduler's rounding
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=3e-4)
@@ -269,3 +203,21 @@ def test_warmup_schedules_equal_transformers_own(shape, warm, total):
             opt.step(); sched.step()
         rates.append(seen)
     assert rates[0] == rates[1] and max(rates[0]) > 0
+
+
+@pytest.mark.parametrize("name", sorted(engine_scenarios.SCENARIOS))
+def test_the_engine_reproduces_its_pinned_histories(name):
+    """Every branch of the loop on a tiny model gives the numbers pinned in tests/expected_engine_histories.json
+    (made by `python tests/engine_scenarios.py`; the refactored engine matched them bit for bit on the machine that
+    made them): a change that moves a step, an evaluation or a loss fails here. Counts exactly, floats to float32
+    rounding, which a CPU with other vector kernels may reorder."""
+    pinned = json.loads((Path(__file__).parents[1] / "expected_engine_histories.json").read_text())[name]
+    got = json.loads(json.dumps(engine_scenarios.run(name)))  # tuples as lists, as in the file
+    assert [s[0] for s in got["steps"]] == [s[0] for s in pinned["steps"]]
+    assert [(e["step"], e["epoch"]) for e in got["evals"]] == [(e["step"], e["epoch"]) for e in pinned["evals"]]
+    assert (got["stopped_early"], got["optimizer_steps"], got["best"]["step"]) == \
+        (pinned["stopped_early"], pinned["optimizer_steps"], pinned["best"]["step"])
+    assert [s[1] for s in got["steps"]] == pytest.approx([s[1] for s in pinned["steps"]], rel=1e-5, abs=1e-7)
+    assert [e["loss"] for e in got["evals"]] == pytest.approx([e["loss"] for e in pinned["evals"]], rel=1e-5)
+    for mine, theirs in zip(got["weights"], pinned["weights"], strict=True):
+        assert mine == pytest.approx(theirs, rel=1e-5, abs=1e-6)

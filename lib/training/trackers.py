@@ -1,0 +1,67 @@
+"""What lib.training.train.fit reports while it trains: curves and metrics through accelerate's trackers (tensorboard,
+mlflow), a tqdm progress bar for interactive runs, and one line in words per evaluation for headless ones."""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+
+
+class Trackers:
+    """accelerate's experiment trackers for one training, on the main process only; does nothing when `kind` is ""
+    (no tracking) or on the other ranks. `config` (the TrainConfig) is recorded as the run's hyper-parameters."""
+
+    def __init__(self, acc, kind: str, folder: str, config):
+        self.acc = acc
+        self.on = bool(kind) and acc.is_main_process
+        if not self.on:
+            return
+        acc.log_with = [kind]
+        acc.project_configuration.set_directories(folder)
+        acc.trackers = []
+        acc.init_trackers("lab", config={k: v for k, v in asdict(config).items()
+                                         if isinstance(v, (int, float, str, bool))})
+
+    def log(self, values: dict, step: int) -> None:
+        """The numbers of `values` (others, and "step" itself, left out) at optimiser step `step`."""
+        if self.on:
+            self.acc.log({k: v for k, v in values.items() if isinstance(v, (int, float)) and k != "step"}, step=step)
+
+    def close(self) -> None:
+        if self.on:
+            self.acc.end_training()
+
+
+def tqdm_disabled() -> bool:
+    """TQDM_DISABLE as tqdm reads it; read here at call time because tqdm reads the environment once, at import,
+    before a notebook may set it."""
+    return os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+
+
+class ProgressBar:
+    """A tqdm bar counting optimiser steps with the last loss (interactive runs); nothing when `show` is false or
+    TQDM_DISABLE is set (run_all's headless runs)."""
+
+    def __init__(self, show: bool, total: int, done: int = 0):
+        self.bar = None
+        if show and not tqdm_disabled():
+            from tqdm.auto import tqdm
+            self.bar = tqdm(total=total, initial=done, desc="training", unit="step", leave=True)
+
+    def update(self, loss: float) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.4f}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def eval_line(record: dict, best: bool, total: int, seconds: float, steps_timed: int) -> str:
+    """One evaluation in words: where (epoch, step of total), its numbers, * for a new best, the time taken and an
+    upper bound on the time left (the mean step time so far x the steps left; early stopping may end it sooner)."""
+    step = record["step"]
+    shown = "  ".join(f"{k} {v:.4f}" for k, v in record.items() if isinstance(v, float) and k != "epoch")
+    left = seconds / max(steps_timed, 1) * (total - step)
+    return (f"epoch {record['epoch']:.2f} step {step}/{total}: {shown}{'  *' if best else ''}  "
+            f"({seconds:.0f}s, at most ~{left:.0f}s left)")

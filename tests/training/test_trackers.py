@@ -1,0 +1,69 @@
+"""What the training engine reports (lib.training.trackers): tensorboard curves through accelerate's trackers, the progress
+bar (off under TQDM_DISABLE), one evaluation line in words."""
+import torch
+
+from lib.training import trackers, train
+
+
+def _fit(cfg, log=lambda *_: None):
+    """A linear model on 2 batches an epoch; evaluate() scores 0.1, 0.2, ... at its successive calls."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    batches = [(torch.randn(8, 4), torch.randn(8, 1))] * 2
+    calls = []
+
+    def evaluate(m):
+        calls.append(1)
+        return {"loss": 0.0, "macro_f1": 0.1 * len(calls)}
+    return train.fit(model, batches, lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1]), evaluate, cfg,
+                     log=log)
+
+
+def test_tracking_writes_tensorboard_events(tmp_path):
+    _fit(train.TrainConfig(epochs=2, lr=0.01, track="tensorboard", track_dir=str(tmp_path), progress=False))
+    events = list(tmp_path.rglob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    ea = EventAccumulator(str(events[0].parent))
+    ea.Reload()
+    assert {"train_loss", "macro_f1"} <= set(ea.Tags()["scalars"])
+    assert [s.step for s in ea.Scalars("macro_f1")] == [2, 4]
+    assert [s.step for s in ea.Scalars("train_loss")] == [1, 2, 3, 4]
+
+
+def test_no_tracking_logs_nothing_and_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fit(train.TrainConfig(epochs=1, progress=False))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_progress_bar_shows_steps_unless_tqdm_disable(monkeypatch, capsys):
+    """Interactive runs get a bar counting optimiser steps; run_all's kernels set TQDM_DISABLE=1 and get none."""
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    _fit(train.TrainConfig(epochs=1))
+    assert "2/2" in capsys.readouterr().err                # 2 micro-batches, no accumulation: 2 steps
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    _fit(train.TrainConfig(epochs=1))
+    assert capsys.readouterr().err == ""
+
+
+def test_progress_bar_counts_from_the_resumed_step(monkeypatch, capsys):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    bar = trackers.ProgressBar(True, total=10, done=6)
+    bar.update(0.5)
+    bar.close()
+    assert "7/10" in capsys.readouterr().err
+
+
+def test_log_lines_say_steps_and_time_left_in_words():
+    lines = []
+    _fit(train.TrainConfig(epochs=2), log=lines.append)
+    assert [l.split(":")[0] for l in lines] == ["epoch 1.00 step 2/4", "epoch 2.00 step 4/4"]
+    assert lines[-1].endswith("~0s left)")
+
+
+def test_eval_line_marks_a_new_best_and_bounds_the_time_left():
+    rec = {"step": 5, "epoch": 1.25, "train_loss": 0.5, "macro_f1": 0.25, "note": "text"}
+    line = trackers.eval_line(rec, True, total=20, seconds=10.0, steps_timed=5)
+    assert line == "epoch 1.25 step 5/20: train_loss 0.5000  macro_f1 0.2500  *  (10s, at most ~30s left)"
+    assert "*" not in trackers.eval_line(rec, False, total=20, seconds=10.0, steps_timed=5)
