@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from lib import paths
+from lib.core import paths
 
 ROOT = paths.ROOT
 
@@ -20,7 +20,10 @@ ROOT = paths.ROOT
 _PIPELINE = r"""
 import json, sys
 import numpy as np
-from lib import cdec, coref_metrics as cm, ecbplus, first_stage, paths
+from lib.studies import cdec, first_stage
+from lib.evaluation import coref_metrics
+from lib.data import ecbplus
+from lib.core import paths
 cached = list((paths.cache_dir() / "cdec").glob("*.npz"))
 mentions = ecbplus.load_mentions(sys.argv[1], topics=[1, 2, 36])
 ms = {sp: [m for m in mentions if m.split == sp] for sp in ("train", "dev", "test")}
@@ -33,7 +36,7 @@ chains, choice = cdec.chain_systems(ms, pairs, gold["dev"], {"first stage (ranke
 chains["same-head-lemma baseline"] = cdec.lemma_chains(ms["test"])
 out = {"warm": bool(cached), "threshold": fs.threshold, "choice": choice,
        "table": fs.table.reset_index().to_dict("records"),
-       "conll": {k: cm.conll(gold["test"], c) for k, c in chains.items()},
+       "conll": {k: coref_metrics.conll(gold["test"], c) for k, c in chains.items()},
        "scores": {sp: [float(x) for x in s] for sp, s in fs.scores.items()},
        "embeddings": {sp: {k: [float(x) for x in v.ravel()] for k, v in e.items()} for sp, e in emb.items()}}
 print(json.dumps(out))
@@ -68,7 +71,7 @@ def test_notebook_04_smoke_same_cold_and_warm_under_other_hash_seeds(data_dir, t
     runs = {}
     for name, seed in (("cold", 1), ("warm", 2)):
         out = tmp_path / name
-        _run([sys.executable, "-m", "lib.runner", "--profile", "smoke", "--only", "04_cdec", "--data-dir",
+        _run([sys.executable, "-m", "lib.running.runner", "--profile", "smoke", "--only", "04_cdec", "--data-dir",
               str(data_dir)], cache, seed, 3600, LAB_OUTPUTS=str(out))
         runs[name] = _headline(out)
     assert runs["cold"] and runs["warm"] == runs["cold"]
