@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate every report of the lab: execute each notebook with papermill, render HTML, build outputs/index.html.
-#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--no-download]
+#   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--no-download|--fetch-only]
 #   ./run_all.sh --setup-only     install what is missing and print the Python interpreter to use
 # Before the first run, the datasets the planned runs read are fetched into DATA_DIR when missing (lib.download;
 # --no-download or LAB_DOWNLOAD=0: missing files stop it with the command that fetches them elsewhere).

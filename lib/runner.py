@@ -366,6 +366,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
     ap.add_argument("--no-download", action="store_true",
                     help="never fetch missing datasets (also LAB_DOWNLOAD=0); missing files stop before the first run")
+    ap.add_argument("--fetch-only", action="store_true", help="fetch the datasets the planned runs read, run nothing")
     ap.add_argument("--force", action="store_true",
                     help="re-run even when a finished run has the same parameters, code and data (else: 'cached')")
     a = ap.parse_args(argv)
@@ -381,6 +382,8 @@ def main(argv=None) -> int:
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
     if not download.preflight(sorted({nb for nb, _, _ in runs}), data_dir, allow=not a.no_download):
         return 1
+    if a.fetch_only:
+        return 0
     os.environ["LAB_DOWNLOAD"] = "0"  # the data is in place: the runs' set-up cells must not fetch it again
     print(f"profile {profile}: {len(runs)} runs -> {paths.OUTPUTS}", flush=True)
     t_all, failures, timings = time.time(), [], load_timings()
