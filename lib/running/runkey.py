@@ -30,7 +30,7 @@ from pathlib import Path
 
 from lib.core import filehash, paths
 from lib.data.download import DATA_READ  # the data folders each notebook reads
-from lib.models.registry import fingerprint
+from lib.models import fingerprint
 
 # models a notebook loads whatever its parameters say (04's first stage embeds mentions with the embedded MiniLM)
 MODELS_READ = {"04_cdec": ["all-MiniLM-L6-v2"]}

@@ -29,6 +29,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from lib.core import paths
+from lib.data import download
 from lib.reporting import runs
 from lib.running import profiles, runkey
 
@@ -587,6 +588,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-dir", default="", help="folder holding the datasets (default: $DATA_DIR or data/)")
     ap.add_argument("--no-download", action="store_true",
                     help="never fetch missing datasets (also LAB_DOWNLOAD=0); missing files stop before the first run")
+    ap.add_argument("--fetch-only", action="store_true", help="fetch the datasets the planned runs read, run nothing")
     ap.add_argument("--force", action="store_true",
                     help="re-run even when a finished run has the same cache key (else: 'cached'; see --explain)")
     ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
@@ -606,6 +608,11 @@ def main(argv=None) -> int:
             for nb, run, params in profiles.OPTIONAL_RUNS.get(profile, []):
                 print(f"{nb}/{run}  {json.dumps(params)}  (opt-in: --only {nb}/{run})")
         return 0
+    if not download.preflight(sorted({nb for nb, _, _ in todo}), data_dir, allow=not a.no_download):
+        return 1
+    if a.fetch_only:
+        return 0
+    os.environ["LAB_DOWNLOAD"] = "0"  # the data is in place: the runs' set-up cells must not fetch it again
     _interrupt_on_sigterm()
     print(f"profile {profile}: {len(todo)} runs -> {paths.OUTPUTS}", flush=True)
     for line in sweep():

@@ -72,7 +72,7 @@ def embeddings_key(name: str, mentions: dict) -> str:
     import importlib.metadata as md
     import inspect
 
-    from lib.models.registry import fingerprint, registry
+    from lib.models import fingerprint, registry
     h = hashlib.sha256(name.encode())
     h.update(fingerprint.model_fingerprint(name).encode())  # embedded: its files' checksum; hub: the resolved revision
     h.update(inspect.getsource(mention_embeddings).encode() + inspect.getsource(registry.mean_pool).encode())

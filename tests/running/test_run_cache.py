@@ -12,7 +12,7 @@ import pytest
 
 from lib.core import filehash, paths
 from lib.core.errors import LabError
-from lib.models.registry import fingerprint, registry
+from lib.models import fingerprint, registry
 from lib.reporting import runs
 from lib.running import profiles, runkey, runner
 from lib.studies import emotion
