@@ -623,7 +623,14 @@ def main(argv=None) -> int:
         print(f"[{i}/{len(todo)}] {nb}/{run} ({expected_left(profile, keys[i - 1:], timings)}) ...", end=" ",
               flush=True)
         limit = time_limit(profile, keys[i - 1], timings, a.time_limit)
-        rec = execute(nb, run, params, profile, data_dir, force=a.force, limit=limit)
+        try:
+            rec = execute(nb, run, params, profile, data_dir, force=a.force, limit=limit)
+        except KeyboardInterrupt:
+            final = paths.OUTPUTS / nb / run
+            where = runs.failed_dir(final) if _good(final) else final
+            print(f"interrupted; the attempt is kept in {where}", flush=True)
+            build_index()
+            return 130
         if rec["status"] == "ok":
             record_timing(profile, keys[i - 1], rec["elapsed_seconds"])
         took = "finished earlier in " if rec["status"] == "cached" else ""
