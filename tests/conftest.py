@@ -38,3 +38,36 @@ def require_data(d: Path) -> Path:
 def data_dir() -> Path:
     """The real datasets (all of them); skipped when any is absent unless LAB_REQUIRE_DATA=1 (CI): then it fails."""
     return require_data(_data_dir())
+
+
+def _install_chromium() -> str:
+    """apt-get install chromium; '' on success, else why it could not be installed."""
+    import shutil
+    import subprocess
+    if not shutil.which("apt-get"):
+        return "no apt-get on this machine (install a Chromium and put it on PATH)"
+    if os.geteuid() != 0:
+        return "apt-get needs root here (run: apt-get install -y chromium)"
+    for cmd in (["apt-get", "install", "-y", "--no-install-recommends", "chromium"], ["apt-get", "update"],
+                ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]):
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900,
+                                  env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return f"{' '.join(cmd)}: {e}"
+        if proc.returncode == 0 and cmd[1] == "install":
+            return ""
+    return f"apt-get install chromium failed: {proc.stderr.strip()[-300:]}"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The headless Chromium binary; installed with apt-get when missing, skipped (saying why) where it cannot be."""
+    from lib.running import browser
+    path = browser.find_chromium()
+    if not path:
+        why = _install_chromium()
+        path = browser.find_chromium()
+        if not path:
+            pytest.skip(f"headless Chromium unavailable: {why or 'installed, but not found on PATH'}")
+    return path

@@ -48,3 +48,36 @@ def test_the_checker_sees_an_upward_import(tmp_path):
     bad = tmp_path / "m.py"
     bad.write_text("def f():\n    from lib.studies import emotion\n")
     assert list(lib_imports(bad)) == [(2, "studies")]
+
+
+def _undefined_names(code: str) -> set[str]:
+    """Names a module reads as globals (in any function or comprehension too) that it never binds and Python does
+    not provide: what a NameError would stop at, found without running anything."""
+    import builtins
+    import symtable
+    top = symtable.symtable(code, "<notebook>", "exec")
+    bound = {s.get_name() for s in top.get_symbols() if s.is_assigned() or s.is_imported()}
+    read, todo = set(), [top]
+    while todo:
+        t = todo.pop()
+        read |= {s.get_name() for s in t.get_symbols()
+                 if s.is_referenced() and (t is top or s.is_global()) and not s.is_parameter()}
+        bound |= {s.get_name() for s in t.get_symbols() if s.is_declared_global() and s.is_assigned()}
+        todo += t.get_children()
+    return read - bound - set(dir(builtins)) - {"display", "get_ipython"}
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (LIB.parent / "notebooks").glob("*.ipynb")))
+def test_every_name_a_notebook_reads_is_defined(notebook):
+    """Catches a module renamed in lib/ but still called by its old name in some cell (e.g. `models.count_parameters`
+    after `from lib.models import registry`)."""
+    import json
+    cells = json.loads((LIB.parent / "notebooks" / notebook).read_text())["cells"]
+    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = "\n".join(line for line in code.splitlines() if not line.lstrip().startswith(("%", "!")))
+    assert _undefined_names(code) == set()
+
+
+def test_the_name_check_sees_a_stale_module_name():
+    assert _undefined_names("from lib.models import registry\nx = models.count_parameters(1)\n") == {"models"}
+    assert _undefined_names("import os\ndef f(a):\n    return [os.sep + b for b in a]\n") == set()

@@ -171,11 +171,9 @@ def _minutes(seconds: float) -> str:
 
 
 def render_html(nb_path: Path, html_path: Path) -> None:
-    import nbformat
-    from nbconvert import HTMLExporter
-    nb = nbformat.read(nb_path, as_version=4)
-    body, _ = HTMLExporter().from_notebook_node(nb)
-    html_path.write_text(body, encoding="utf-8")
+    """The report people read: summary card, contents, folded code (lib.running.report_html)."""
+    from lib.running import report_html
+    report_html.render(nb_path, html_path)
 
 
 def cached(final: Path, key: dict) -> bool:
@@ -503,6 +501,8 @@ def build_index(out: Path = paths.OUTPUTS) -> Path:
     rows = collect_runs(out)
     page = jinja2.Environment(autoescape=True).from_string(_INDEX).render(
         rows=rows, failed=[r for r in rows if r["failed"]], generated=time.strftime("%Y-%m-%d %H:%M:%S"))
+    from lib.running import scorecard
+    page = scorecard.add_to_index(out, page)  # the claims' scorecard above the run table; evidence into the reports
     index = out / "index.html"
     atomic_write(index, page)
     return index

@@ -37,6 +37,7 @@ from torch import nn
 from lib.core.errors import LabError
 from lib.data import sentence_tasks
 from lib.models import registry
+from lib.studies import evidence
 from lib.training import train
 
 TASKS = ("sst", "para", "sts")
@@ -770,7 +771,9 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
         sst_all = read_sst_train(P.DATA_DIR, P.DATA["on_bad_rows"]) if P.WARM_START == "all" else None
         warm = fit_warm_start(probe_model, train_data, seed=P.SEED, sst=sst_all)
         apply_warm_start(probe_model, warm)
-        probe = evaluate(probe_model, dev, P.EVAL["batch_size"], P.HEADS["sts_loss"])
+        kept = {}
+        probe = evaluate(probe_model, dev, P.EVAL["batch_size"], P.HEADS["sts_loss"], kept)
+        evidence.save_multitask(P, "probe", kept, dev)  # per-example dev results for the scorecard's bootstraps
         log(f"warm start in {time.time() - t0:.0f}s: SST probe on {warm['n_sst']:,} sentences (training accuracy "
             f"{warm['sst_train_acc']:.3f}), PARA threshold on the cosine {warm['para_threshold']:.3f}")
         del probe_model
@@ -786,25 +789,12 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
         res, model = run_variant(name, P.MODEL, train_data, extra, dev, cfg, settings, P.FROZEN["epochs"],
                                  P.FROZEN["lr"], model_kw, log=log, warm=warm)
         results.append(res)
+        evidence.save_multitask(P, name, res.preds, dev)
         if res.metrics["overall"] > best_score:
             best, best_model, best_score = res, model, res.metrics["overall"]
         else:
             del model
     return VariantRuns(results, best, best_model, warm, probe)
-
-
-# the studies' comparisons that the cpu profile keeps: (variant a, variant b, what b changes, the score that decides,
-# the direction the study found for b - a (+1 higher, -1 lower), what the study reported)
-COMPARISONS = [
-    ("baseline", "round_robin", "task-by-task vs round-robin schedule", "overall", +1,
-     "study 002: round robin 0.673 vs task-by-task 0.657 overall"),
-    ("round_robin", "cosine", "regression (pair) STS head vs cosine STS head", "sts_r", -1,
-     "study 003: cosine STS r 0.329, below its baseline's 0.427"),
-    ("cosine", "simcse", "unsupervised SimCSE added", "overall", +1,
-     "study 003: SimCSE 0.703 vs cosine 0.662 overall (STS r 0.586 vs 0.329)"),
-    ("simcse", "simcse_lora_noffn", "LoRA instead of full fine-tuning", "overall", -1,
-     "study 003: LoRA 0.727 vs full 0.732 overall (under 1% lower, 21% less training time)"),
-]
 
 
 def score_se(m: dict, n: dict, key: str) -> float:
@@ -821,25 +811,30 @@ def score_se(m: dict, n: dict, key: str) -> float:
     return math.sqrt(acc(m["sst_acc"], "sst") ** 2 + acc(m["para_acc"], "para") ** 2 + (r_se / 2) ** 2) / 3
 
 
-def comparison_verdicts(runs: VariantRuns, dev_sizes: dict) -> list[str]:
-    """One plain line per COMPARISONS pair whose two variants ran: the deciding score of each, the difference against
-    the standard error of the difference (unpaired, so conservative: both are scored on the same dev examples),
-    the direction the study found and whether ours agrees, and each variant's training time."""
+def comparison_verdicts(runs: VariantRuns, dev_sizes: dict, pairs: list[tuple]) -> list[str]:
+    """One plain line per comparison of `pairs` (claim, variant a, variant b: lib.running.claims.variant_pairs())
+    whose two variants ran: the deciding score of each, the
+    difference against the standard error of the difference (unpaired, so conservative: both are scored on the same
+    dev examples; the index's scorecard bootstraps the pairs), what the study found and whether ours agrees, and each
+    variant's training time."""
     by = {r.name: r for r in runs.results}
     lines = []
-    for a, b, what, key, study_sign, study in COMPARISONS:
+    for c, a, b in pairs:
         if a not in by or b not in by:
             continue
-        ma, mb = by[a].metrics, by[b].metrics
+        key, ma, mb = c.metric, by[a].metrics, by[b].metrics
         d = mb[key] - ma[key]
         se = math.hypot(score_se(ma, dev_sizes, key), score_se(mb, dev_sizes, key))
-        if abs(d) < se:
+        if c.kind == "equivalent":
+            verdict = (f"within ±{c.margin:g}: agrees with the study" if abs(d) <= c.margin else
+                       f"outside ±{c.margin:g}: goes against the study")
+        elif abs(d) < se:
             verdict = "too small to call (under one standard error), so it neither confirms nor contradicts the study"
         else:
-            verdict = "agrees with the study" if (d > 0) == (study_sign > 0) else "goes against the study"
-        lines.append(f"{what} ({a} -> {b}): {key} {ma[key]:.3f} -> {mb[key]:.3f} ({d:+.3f}, standard error of the "
-                     f"difference ~{se:.3f}): {verdict} ({study}); training {by[a].train_seconds:.0f} s vs "
-                     f"{by[b].train_seconds:.0f} s")
+            verdict = "agrees with the study" if (d > 0) == (c.direction > 0) else "goes against the study"
+        lines.append(f"{c.text} ({a} -> {b}): {key} {ma[key]:.3f} -> {mb[key]:.3f} ({d:+.3f}, standard error of the "
+                     f"difference ~{se:.3f}): {verdict} (study {c.study}, claim {c.id}); training "
+                     f"{by[a].train_seconds:.0f} s vs {by[b].train_seconds:.0f} s")
     return lines
 
 

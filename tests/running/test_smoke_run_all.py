@@ -10,7 +10,8 @@ import sys
 import pytest
 
 from lib.core import paths
-from lib.running import profiles, runner, smoke_pins
+from lib.running import browser, profiles, runner, smoke_pins
+from lib.running import claims
 
 ROOT = paths.ROOT
 
@@ -71,6 +72,23 @@ def test_smoke_metrics_match_the_pinned_values(smoke_outputs):
 def test_every_link_and_image_of_the_index_and_reports_resolves(smoke_outputs):
     out, _ = smoke_outputs
     assert runner.broken_links(out) == []
+
+
+def test_scorecard_has_a_verdict_for_every_claim(smoke_outputs):
+    out, _ = smoke_outputs
+    page = (out / "index.html").read_text(encoding="utf-8")
+    missing = [c.id for c in claims.CLAIMS if f"id='smoke-claim-{c.id}'" not in page]
+    assert not missing, f"claims without a scorecard row: {missing}"
+    assert "<table" in page[page.index("</section>"):]  # the run table stays, below the scorecard
+
+
+def test_index_and_reports_as_a_reader_sees_them(smoke_outputs, chromium):
+    """Headless Chromium: no console error, every image decodes, every link and anchor resolves, the summary card
+    (the scorecard on the index) on the first screen; screenshots in <outputs>/screenshots."""
+    out, _ = smoke_outputs
+    problems = browser.check_site(out, out / "screenshots", chromium)
+    assert not problems, "\n".join(problems)
+    assert (out / "screenshots" / "index.png").is_file()
 
 
 def test_terminal_is_clean_and_kernel_logs_are_kept(smoke_outputs):

@@ -8,6 +8,7 @@ import torch
 
 from lib.core.errors import LabError
 from lib.data import sentence_tasks
+from lib.running import claims
 from lib.studies import multitask
 
 torch.set_num_threads(1)
@@ -406,14 +407,17 @@ def test_comparison_verdicts_agree_disagree_or_too_small_to_call():
     runs = multitask.VariantRuns([_result("baseline", 0.5, 0.5, 0.0), _result("round_robin", 0.6, 0.6, 0.0),
                            _result("cosine", 0.6, 0.6, 0.05), _result("simcse", 0.5, 0.5, 0.0),
                            _result("simcse_lora_noffn", 0.7, 0.7, 0.2)], best=None, best_model=None)
-    lines = multitask.comparison_verdicts(runs, n)
-    assert len(lines) == 4
+    lines = {line.split("claim ")[1].split(")")[0]: line for line in multitask.comparison_verdicts(runs, n, claims.variant_pairs())}
+    # the registry's comparisons among these five variants (lib.running.claims); the LoRA timing is the scorecard's
+    assert sorted(lines) == sorted(["mt-round-robin", "mt-cosine-sts", "mt-simcse", "mt-simcse-sts", "mt-para-flat",
+                                    "mt-lora-close"])
     # round robin: overall 0.500 -> 0.567, +0.067 against a standard error of ~0.041: the study's direction
-    assert lines[0].startswith("task-by-task vs round-robin schedule (baseline -> round_robin): overall 0.500 -> 0.567 "
-                               "(+0.067, standard error of the difference ~0.041): agrees with the study")
-    assert "training 10 s vs 10 s" in lines[0]
-    assert "sts_r 0.000 -> 0.050" in lines[1] and "too small to call" in lines[1]  # +0.05 against ~0.141
-    assert "goes against the study" in lines[2]  # SimCSE lowered overall, the study found it raised it
-    assert "goes against the study" in lines[3]  # LoRA far above full fine-tuning; the study: slightly below
+    assert ("(baseline -> round_robin): overall 0.500 -> 0.567 (+0.067, standard error of the difference ~0.041): "
+            "agrees with the study") in lines["mt-round-robin"]
+    assert "training 10 s vs 10 s" in lines["mt-round-robin"]
+    assert "sts_r 0.000 -> 0.050" in lines["mt-cosine-sts"] and "too small to call" in lines["mt-cosine-sts"]
+    assert "goes against the study" in lines["mt-simcse"]  # SimCSE lowered overall, the study found it raised it
+    assert "outside ±0.01: goes against the study" in lines["mt-lora-close"]  # LoRA far above full fine-tuning
+    assert "para_acc 0.600 -> 0.500" in lines["mt-para-flat"] and "outside ±0.02" in lines["mt-para-flat"]
     only_two = multitask.VariantRuns(runs.results[:2], best=None, best_model=None)
-    assert len(multitask.comparison_verdicts(only_two, n)) == 1  # pairs whose variants did not both run are skipped
+    assert len(multitask.comparison_verdicts(only_two, n, claims.variant_pairs())) == 1  # pairs whose variants did not both run are skipped
