@@ -36,7 +36,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from lib.core import paths
+from lib.core import faults, paths
 from lib.core.errors import LabError
 
 
@@ -300,6 +300,7 @@ def _extract(f: File, target: Path) -> None:
                 shutil.rmtree(old)
             else:
                 old.unlink(missing_ok=True)
+            faults.point("download.extract")  # the old copy gone, the new one not yet in place
             top.rename(old)
         part = _marker(target).with_name(_marker(target).name + f".part-{os.getpid()}")
         part.write_text("\n".join([f.check, *(f"{s}\t{n}" for s, n in members)]) + "\n", encoding="utf-8")

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from lib.core import paths
+from lib.core import faults, paths
 from lib.core.errors import LabError
 
 ENCODER, DECODER, INSTRUCT = "all-MiniLM-L6-v2", "gemma-3-270m", "SmolLM2-135M-Instruct"
@@ -135,6 +135,7 @@ def _convert_gguf(name: str, log=print) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     clean.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    faults.point("gguf.convert")  # the weights written, the manifest not yet
     filehash.write_manifest(tmp)  # every file's checksum, verified before each reuse
     try:
         tmp.rename(out)

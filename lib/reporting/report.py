@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.core import paths
+from lib.core import faults, paths
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "scikit-learn", "numpy", "pandas",
             "iterative-stratification", "papermill", "gguf"]
@@ -101,5 +101,6 @@ def finish(P, headline: dict, metrics: dict | None = None, study: list | None = 
         "git_commit": git_commit(),
     }
     record = _clean(record)
+    faults.point("report.finish")  # the run trained and scored; its record not written
     (Path(P.out) / "metrics.json").write_text(json.dumps(record, indent=2))
     return record

@@ -14,8 +14,7 @@ from pathlib import Path
 from lib.core import paths
 from lib.core.errors import LabError
 from lib.evaluation import bootstrap
-from lib.running import report_html
-from lib.running import claims
+from lib.running import claims, report_html
 from lib.studies import evidence
 
 

@@ -26,6 +26,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from lib.core import faults
+
 FEATURES = ("same_lemma", "lemma_pair_rate", "lemma_pair_log_count", "trigger_overlap", "sentence_overlap",
             "argument_overlap", "same_tag", "doc_similarity", "trigger_cos", "context_cos", "sentence_cos")
 CURVE_FEATURES = {"same head lemma": "same_lemma", "trigger-in-context cosine": "context_cos",
@@ -119,6 +121,7 @@ def embeddings_for(name: str, mentions: dict) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
     np.savez(tmp, **{f"{sp}/{k}": v for sp, e in out.items() for k, v in e.items()})
+    faults.point("embeddings.write")  # the array file written, its checksum and name not yet
     stamp = path.with_name(path.name + ".sha256")
     stamp_tmp = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
     stamp_tmp.write_text(filehash.sha256(tmp))  # remembered by inode: the renamed file verifies with a stat

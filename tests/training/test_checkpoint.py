@@ -114,6 +114,7 @@ def test_an_unreadable_marker_starts_fresh_and_says_so(tmp_path):
     assert out["resumed_from_step"] == 0 and any("unreadable" in l for l in lines)
 
 
+@pytest.mark.faults
 def test_sigkill_in_the_middle_of_a_save_then_a_rerun_ends_like_an_uninterrupted_run(tmp_path):
     """A real kill -9 inside accelerate's save (model written, the rest not), in a process of its own."""
     job, env = str(paths.ROOT / "tests" / "checkpoint_job.py"), {**os.environ, "PYTHONPATH": str(paths.ROOT)}

@@ -1,0 +1,121 @@
+"""The fault-injection tier (`./tests/run.sh -m faults`): a process is killed with SIGKILL at each dangerous moment
+(lib/core/faults.py: LAB_FAULT=<point> makes it kill itself there, as `kill -9` or a power cut would), then the same
+command runs again. It must end with the numbers of an uninterrupted run, and nothing damaged may be reused.
+
+| point                | killed while                                                | what the re-run must do            |
+|----------------------|-------------------------------------------------------------|------------------------------------|
+| report.finish        | the notebook's kernel writes the run's record               | keep the last good result, redo it |
+| download.extract     | ECB+ is moved into place (old copy gone, new one not yet)   | extract again, no new download     |
+| gguf.convert         | a GGUF's float checkpoint is written (no manifest yet)      | convert again, same files          |
+| embeddings.write     | 04's mention-embedding cache is written (no checksum yet)   | compute again, same embeddings     |
+| (checkpoint save)    | accelerate saves a training checkpoint (tests/training/test_checkpoint.py, marked `faults` too) | resume from the last complete save |
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mirror import build
+
+from lib.core import paths
+from lib.running import smoke_pins
+
+pytestmark = pytest.mark.faults
+ROOT = paths.ROOT
+
+
+def _run(args: list[str], timeout: int = 900, fault: str = "", **env) -> subprocess.CompletedProcess:
+    full = {**os.environ, "HF_HUB_OFFLINE": "1", **{k: str(v) for k, v in env.items()}}
+    full.pop("LAB_FAULT", None)
+    if fault:
+        full["LAB_FAULT"] = fault
+    return subprocess.run(args, cwd=ROOT, env=full, capture_output=True, text=True, timeout=timeout)
+
+
+def _headline(run_dir) -> dict:
+    h = json.loads((run_dir / "metrics.json").read_text())["headline"]
+    return {k: v for k, v in h.items() if not any(s in k for s in smoke_pins.VOLATILE)}
+
+
+def test_a_kernel_killed_while_writing_its_record_keeps_the_last_good_result(data_dir, tmp_path):
+    out = tmp_path / "out"
+    run_all = ["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--only", "01_ffnn/naive", "--no-download",
+               "--data-dir", str(data_dir)]
+    env = {"LAB_OUTPUTS": out, "LAB_PYTHON": sys.executable}
+    first = _run(run_all, **env)
+    assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+    good = out / "01_ffnn" / "naive"
+    record = (good / "metrics.json").read_bytes()
+
+    killed = _run([*run_all, "--force"], fault="report.finish", **env)
+    assert killed.returncode == 1 and "01_ffnn/naive" in killed.stderr, killed.stdout + killed.stderr[-3000:]
+    assert (good / "metrics.json").read_bytes() == record  # the last good result is untouched
+    assert (out / "01_ffnn" / "naive.failed").is_dir()    # the dead attempt is kept beside it, not over it
+    assert json.loads((good / "run.json").read_text())["status"] == "ok"
+
+    again = _run([*run_all, "--force"], **env)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    want = {k: v for k, v in json.loads(record)["headline"].items() if not any(s in k for s in smoke_pins.VOLATILE)}
+    assert want and _headline(good) == want  # the same numbers as the uninterrupted run
+
+
+def test_a_download_killed_while_moving_the_extracted_release_is_repaired(data_dir, tmp_path):
+    folder, manifest = build(data_dir, tmp_path)
+    dest = tmp_path / "data"
+    fetch = [sys.executable, "-m", "lib.data.download", "--dest", str(dest), "--only", "ecbplus", "--mirror", str(folder)]
+    env = {"LAB_DATASETS_MANIFEST": manifest}
+    killed = _run(fetch, fault="download.extract", **env)
+    assert killed.returncode == -9
+    assert not (dest / "ecbplus" / ".ECB+.zip.extracted").exists()  # no marker: the release is known incomplete
+    again = _run(fetch, **env)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    assert len(list((dest / "ecbplus" / "ECB+").glob("*/*.xml"))) == 982
+    assert (dest / "ecbplus" / ".ECB+.zip.extracted").is_file()
+    assert not [p.name for p in (dest / "ecbplus").iterdir() if ".extract-" in p.name or ".part-" in p.name]
+
+
+_CONVERT = ("from lib.core import filehash; from lib.models import registry; "
+            "p = registry._convert_gguf('SmolLM2-135M-Instruct', log=lambda *a: None); "
+            "print(p); print(filehash.verify_manifest(p))")
+
+
+def test_a_gguf_conversion_killed_before_its_manifest_is_done_again_with_the_same_files(tmp_path):
+    cache = tmp_path / "cache"
+    killed = _run([sys.executable, "-c", _CONVERT], fault="gguf.convert", LAB_CACHE=cache)
+    assert killed.returncode == -9
+    again = _run([sys.executable, "-c", _CONVERT], LAB_CACHE=cache)
+    assert again.returncode == 0, again.stderr[-3000:]
+    folder, problem = again.stdout.split()[-2:]
+    assert problem == "None"  # every file matches the manifest written after it
+    reference = _run([sys.executable, "-c", _CONVERT], LAB_CACHE=tmp_path / "reference")  # never interrupted
+    ref_folder = reference.stdout.split()[-2]
+    digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+                        for p in sorted(Path(d).iterdir()) if p.is_file()}
+    assert digest(folder) == digest(ref_folder)
+
+
+_EMBED = r"""
+import hashlib, json, sys
+from lib.data import ecbplus
+from lib.studies import first_stage
+mentions = ecbplus.load_mentions(sys.argv[1], topics=[1, 2, 36])
+ms = {sp: [m for m in mentions if m.split == sp] for sp in ("train", "dev", "test")}
+emb = first_stage.embeddings_for("all-MiniLM-L6-v2", ms)
+print(json.dumps({sp: {k: hashlib.sha256(v.tobytes()).hexdigest() for k, v in e.items()} for sp, e in emb.items()}))
+"""
+
+
+def test_an_embedding_cache_killed_before_its_checksum_is_never_reused(data_dir, tmp_path):
+    cache = tmp_path / "cache"
+    cmd = [sys.executable, "-c", _EMBED, str(data_dir)]
+    killed = _run(cmd, fault="embeddings.write", LAB_CACHE=cache)
+    assert killed.returncode == -9
+    again = _run(cmd, LAB_CACHE=cache)  # recomputes: the half-written file has no checksum and no final name
+    assert again.returncode == 0, again.stderr[-3000:]
+    reference = _run(cmd, LAB_CACHE=tmp_path / "reference")
+    assert json.loads(again.stdout.splitlines()[-1]) == json.loads(reference.stdout.splitlines()[-1])
+    warm = _run(cmd, LAB_CACHE=cache)  # and what the re-run cached verifies and reads back the same
+    assert json.loads(warm.stdout.splitlines()[-1]) == json.loads(reference.stdout.splitlines()[-1])
