@@ -183,9 +183,9 @@ def build_model(name: str, variant_: Variant, dropout=0.3, proj_dim=0, pooling="
     enc = registry.load_model(name, **registry.dropout_overrides(name, encoder_dropout))
     hidden = enc.config.hidden_size
     if variant_.lora:
-        from peft import LoraConfig, get_peft_model
-        enc = get_peft_model(enc, LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
-                                             target_modules=["query", "value"]))
+        from lib.models.adapters import create_peft_model
+        enc = create_peft_model(enc, "lora", r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                                target_modules=["query", "value"])
     return MultitaskBERT(enc, tok, hidden, proj_dim, dropout, variant_.shared_proj, variant_.sts_head,
                          variant_.sst_ffn, pooling, max_length, pair_init)
 

@@ -380,13 +380,9 @@ def create_model(name: str, method: str, lora_r: int = 8, lora_alpha: int = 16, 
         model = registry.load_model(name, AutoModelForQuestionAnswering, **registry.dropout_overrides(name, dropout))
     if method in ("pretrained", "full"):
         return model
-    from peft import LoraConfig, PromptTuningConfig, TaskType, get_peft_model
-    if method == "lora":
-        cfg = LoraConfig(task_type=TaskType.QUESTION_ANS, r=lora_r, lora_alpha=lora_alpha,
-                         target_modules=list(lora_targets), lora_dropout=lora_dropout)
-    else:
-        cfg = PromptTuningConfig(task_type=TaskType.QUESTION_ANS, num_virtual_tokens=virtual_tokens)
-    pm = get_peft_model(model, cfg)
+    from lib.models.adapters import create_peft_model
+    pm = create_peft_model(model, method, r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                           target_modules=lora_targets, task_type="QUESTION_ANS", virtual_tokens=virtual_tokens)
     for n, p in pm.named_parameters():  # make sure the span head trains (peft's QA task type normally does this)
         if "qa_outputs" in n and "original_module" not in n:
             p.requires_grad_(True)
