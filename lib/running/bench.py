@@ -168,8 +168,7 @@ def decoder(model_name: str, steps: int, batch_size: int, max_length: int, data_
 
 def dropout(model_name: str, steps: int, batch_size: int, max_length: int) -> dict:
     """Median seconds per span-loss training step on random token ids (batch_size x max_length), per setting."""
-    from lib.models import registry
-    from lib.studies import squad
+    from lib.models import qa
     ids = torch.randint(1000, 20000, (batch_size, max_length), generator=torch.Generator().manual_seed(0))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
              "start_positions": torch.randint(0, max_length, (batch_size,)),
@@ -181,13 +180,13 @@ def dropout(model_name: str, steps: int, batch_size: int, max_length: int) -> di
     out = {}
     for name, (method, kw) in settings.items():
         torch.manual_seed(0)
-        m = squad.create_model(model_name, method, **kw)
+        m = qa.create_model(model_name, method, **kw)
         m.train()
         opt = torch.optim.AdamW([q for q in m.parameters() if q.requires_grad], lr=1e-5)
         times = []
         for _ in range(steps + 2):  # two warm-up steps
             t = time.perf_counter()
-            squad.span_loss(m, batch).backward()
+            qa.span_loss(m, batch).backward()
             opt.step()
             opt.zero_grad()
             times.append(time.perf_counter() - t)
