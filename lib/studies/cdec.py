@@ -22,6 +22,7 @@ from lib.models.pair_scorers import (
     yes_no_decoder,
     yes_no_ids,
 )
+from lib.training.config import train_model
 
 LABELS = ["Not Coreferent", "Coreferent"]
 
@@ -268,11 +269,11 @@ def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, c
 
     def prompts(sp, pp, bs, **kw):
         return PromptBatches(tok, mentions[sp], pp, D["max_length"], bs, context_words=P.CONTEXT_WORDS, **kw)
-    cfg = train.TrainConfig(epochs=1, lr=D["lr"], scheduler="cosine", warmup_ratio=P.TRAINING["warmup_ratio"],
-                            patience=0, max_steps=D["max_steps"], grad_accum=D["grad_accum"], monitor="loss",
-                            mode="min")
-    history = train.fit(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
-                        decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, cfg)
+    training = {"epochs": 1, "lr": D["lr"], "scheduler": "cosine", "warmup_ratio": P.TRAINING["warmup_ratio"],
+                "patience": 0, "max_steps": D["max_steps"], "grad_accum": D["grad_accum"]}
+    history = train_model(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
+                          decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, training, monitor="loss",
+                          mode="min")
     seen = min(n, history.optimizer_steps * D["batch_size"] * D["grad_accum"])
     log(f"{D['model']}: {history.optimizer_steps} LoRA steps on {seen:,} pairs; "
         f"trainable {registry.count_parameters(model)['trainable']:,}")
@@ -349,9 +350,9 @@ def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFram
         return {"coref_f1_at_0.5": coref_f1(eval_pairs.label, s, 0.5),
                 "coref_f1": best_threshold(eval_pairs.label, s)[1]}  # at its best threshold: robust to imbalance
 
-    cfg = train.TrainConfig(epochs=P.EPOCHS, lr=P.LR, **P.TRAINING, monitor="coref_f1")
-    history = train.fit(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
-                        pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, cfg)
+    history = train_model(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
+                          pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, {"epochs": P.EPOCHS, "lr": P.LR, **P.TRAINING},
+                          monitor="coref_f1")
     return CrossEncoder(model, history, batches, len(train_pairs), int(train_pairs.label.sum()), P.BATCH_SIZE,
                         P.EVAL_BATCH_SIZE, registry.count_parameters(model))
 

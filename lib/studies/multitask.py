@@ -12,7 +12,7 @@ more); normalised, each task's loss is its mean (tasks weigh alike).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,7 @@ from lib.models.multitask_bert import (
     task_losses,
 )
 from lib.training import train
+from lib.training.config import train_model
 from lib.training.multitask_schedules import SCHEDULES, MultitaskBatches
 
 # ---------------------------------------------------------------- variants
@@ -298,11 +299,13 @@ class Result:
     preds: dict = field(default_factory=dict)
 
 
-def run_variant(name: str, model_name: str, train_data: TaskData, extra: dict, dev: TaskData, cfg: train.TrainConfig,
+def run_variant(name: str, model_name: str, train_data: TaskData, extra: dict, dev: TaskData, training: dict,
                 s: Settings, frozen_epochs: int = 0, frozen_lr: float = 1e-6, model_kw: dict | None = None,
                 log=print, warm: dict | None = None):
     """Build, (warm-start the heads from `warm`, see fit_warm_start,) train (and optionally the frozen-encoder
-    stage), evaluate one variant. Returns (Result, model)."""
+    stage), evaluate one variant. `training`: lib.training.config.train_config's dict (TrainConfig fields); the
+    frozen stage trains `frozen_epochs` at `frozen_lr` with no schedule and no separate head rates.
+    Returns (Result, model)."""
     v = variant(name)
     torch.manual_seed(s.seed)
     model = variant_model(model_name, v, model_kw).to(train.device())
@@ -322,14 +325,13 @@ def run_variant(name: str, model_name: str, train_data: TaskData, extra: dict, d
         return r
 
     t0 = time.time()
-    hist = train.fit(model, tr.batches(), tr.loss, ev, cfg, log=log)
+    hist = train_model(model, tr.batches(), tr.loss, ev, training, log=log)
     frozen = None
     if v.frozen_epochs and frozen_epochs > 0:
         freeze_encoder(model)
-        fcfg = replace(cfg, epochs=frozen_epochs, lr=frozen_lr, scheduler="none", max_steps=cfg.max_steps,
-                       lr_groups={})
         log(f"{name}: {frozen_epochs} extra epoch(s) with the encoder frozen, lr {frozen_lr}")
-        frozen = train.fit(model, tr.batches("sequential"), tr.loss, ev, fcfg, log=log)
+        frozen = train_model(model, tr.batches("sequential"), tr.loss, ev, training, log=log, epochs=frozen_epochs,
+                             lr=frozen_lr, scheduler="none", lr_groups={})
     train_seconds = time.time() - t0 - eval_time[0]
     best = (frozen or hist).best  # fit restored these weights; their evaluation is reused, not re-run
     final, keep = next((r, k) for r, k in reversed(seen) if r["overall"] == best["overall"] and r["loss"] == best["loss"])
@@ -379,13 +381,12 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
     results, best, best_model, best_score = [], None, None, -1.0
     for name in P.VARIANTS:
         v = variant(name)
-        cfg = train.TrainConfig(epochs=P.EPOCHS, lr=P.LORA["lr"] if v.lora else P.LR, weight_decay=P.WEIGHT_DECAY,
-                                lr_groups=head_lr_groups(P.HEAD_LR), scheduler=P.SCHEDULER,
-                                warmup_ratio=P.WARMUP_RATIO, patience=P.STOPPING["patience"],
-                                max_steps=P.STOPPING["max_steps"], eval_every=P.EVAL_EVERY, monitor="overall",
-                                mode="max")
+        training = {"epochs": P.EPOCHS, "lr": P.LORA["lr"] if v.lora else P.LR, "weight_decay": P.WEIGHT_DECAY,
+                    "lr_groups": head_lr_groups(P.HEAD_LR), "scheduler": P.SCHEDULER, "warmup_ratio": P.WARMUP_RATIO,
+                    "patience": P.STOPPING["patience"], "max_steps": P.STOPPING["max_steps"],
+                    "eval_every": P.EVAL_EVERY, "monitor": "overall", "mode": "max"}
         log(f"--- {name}: {v.note}")
-        res, model = run_variant(name, P.MODEL, train_data, extra, dev, cfg, settings, P.FROZEN["epochs"],
+        res, model = run_variant(name, P.MODEL, train_data, extra, dev, training, settings, P.FROZEN["epochs"],
                                  P.FROZEN["lr"], model_kw, log=log, warm=warm)
         results.append(res)
         if res.metrics["overall"] > best_score:

@@ -19,6 +19,7 @@ from lib.models.qa import (
     prepare_train_features,
     span_loss,
 )
+from lib.training.config import train_model
 
 
 def features(P, tok, data: dict) -> dict:
@@ -108,12 +109,11 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
     hist = None
     if method != "pretrained":
         lr = {"full": P.LR_FULL, "lora": P.LORA["lr"], "prompt": P.PROMPT["lr"]}[method]
-        cfg = train.TrainConfig(epochs=P.EPOCHS, lr=lr, warmup_ratio=P.WARMUP_RATIO, patience=P.PATIENCE,
-                                max_steps=(method == "prompt" and P.PROMPT["max_steps"]) or P.MAX_STEPS,
-                                eval_every=P.EVAL_EVERY, grad_accum=P.GRAD_ACCUM,
-                                monitor="loss", mode="min", bf16=P.BF16)
-        hist = train.fit(model, loader(tok, feats["train"], P.BATCH_SIZE, True, P.SEED), span_loss, evaluate, cfg,
-                         log=log)
+        training = {"epochs": P.EPOCHS, "lr": lr, "warmup_ratio": P.WARMUP_RATIO, "patience": P.PATIENCE,
+                    "max_steps": (method == "prompt" and P.PROMPT["max_steps"]) or P.MAX_STEPS,
+                    "eval_every": P.EVAL_EVERY, "grad_accum": P.GRAD_ACCUM, "bf16": P.BF16}
+        hist = train_model(model, loader(tok, feats["train"], P.BATCH_SIZE, True, P.SEED), span_loss, evaluate,
+                           training, log=log, monitor="loss", mode="min")
     t = time.time()
     s, e, test_loss = predict_logits(model, tok, feats["test"], P.EVAL_BATCH_SIZE)
     preds = postprocess(data["test"], feats["test"], s, e, **P.SPANS)
