@@ -90,7 +90,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "06_multitask": {
         "smoke": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "VARIANTS": ["baseline", "final_002", "simcse_lora"],
-                  "EPOCHS": 1, "STOPPING": {"max_steps": 2}, "BATCH_SIZE": 8, "MAX_LENGTH": 48,
+                  "TRAINING": {"epochs": 1, "max_steps": 2}, "BATCH_SIZE": 8, "MAX_LENGTH": 48,
                   "MAX_TRAIN_SAMPLES": [48, 96, 48], "MAX_EVAL_SAMPLES": 32, "FROZEN": {"epochs": 1},
                   "SIMCSE": {"batch": 8}, "DATA": {"max_test_samples": 64},
                   "HEAD_LR": 0.001, "PAIR_INIT": "cosine", "WARM_START": "capped"},
@@ -109,9 +109,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         # LoRA dropout 0): training 377 -> 272 s over the five variants, the whole notebook 583 -> 462 s, best overall
         # 0.718 -> 0.7215 (round_robin). Spending the saving on 2,600 SST sentences gave 0.7216 for +39 s: not kept
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": "all",
-                "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
+                "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"],
                 "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [2000, 500, 300], "MAX_EVAL_SAMPLES": 1200,
-                "LR": 0.0001, "LORA": {"lr": 0.001, "dropout": 0.0}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32},
+                "TRAINING": {"epochs": 1, "lr": 0.0001}, "LORA": {"lr": 0.001, "dropout": 0.0}, "HEAD_LR": 0.001,
+                "SIMCSE": {"batch": 32},
                 "DROPOUT": 0.1, "ENCODER_DROPOUT": 0.0},
         "gpu": {},
     },

@@ -359,7 +359,7 @@ class VariantRuns:
 def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=print) -> VariantRuns:
     """Notebook 06's training: with WARM_START one linear-probe warm start (fit_warm_start on a round_robin model)
     shared by every variant and evaluated as the no-fine-tuning baseline; then each of P.VARIANTS through
-    run_variant (lib.training.train.fit: LR, or LORA["lr"] for LoRA variants, HEAD_LR for the heads, the STOPPING dict; the
+    run_variant (lib.training.train.fit under the TRAINING dict; LORA["lr"] for LoRA variants, HEAD_LR for the heads; the
     FROZEN stage where the variant has one). Only the best variant's model is kept."""
     settings = Settings(batch_size=P.BATCH_SIZE, eval_batch_size=P.EVAL["batch_size"], sts_loss=P.HEADS["sts_loss"],
                         simcse_temperature=P.SIMCSE["temperature"], simcse_weight=P.SIMCSE["weight"],
@@ -381,10 +381,8 @@ def train_variants(P, train_data: TaskData, extra: dict, dev: TaskData, log=prin
     results, best, best_model, best_score = [], None, None, -1.0
     for name in P.VARIANTS:
         v = variant(name)
-        training = {"epochs": P.EPOCHS, "lr": P.LORA["lr"] if v.lora else P.LR, "weight_decay": P.WEIGHT_DECAY,
-                    "lr_groups": head_lr_groups(P.HEAD_LR), "scheduler": P.SCHEDULER, "warmup_ratio": P.WARMUP_RATIO,
-                    "patience": P.STOPPING["patience"], "max_steps": P.STOPPING["max_steps"],
-                    "eval_every": P.EVAL_EVERY, "monitor": "overall", "mode": "max"}
+        training = {**P.TRAINING, "lr": P.LORA["lr"] if v.lora else P.TRAINING["lr"],
+                    "lr_groups": head_lr_groups(P.HEAD_LR), "monitor": "overall", "mode": "max"}
         log(f"--- {name}: {v.note}")
         res, model = run_variant(name, P.MODEL, train_data, extra, dev, training, settings, P.FROZEN["epochs"],
                                  P.FROZEN["lr"], model_kw, log=log, warm=warm)
