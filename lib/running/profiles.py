@@ -64,7 +64,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "05_qa": {
         "smoke": {"MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "MAX_LENGTH": 128,
-                  "STRIDE": 32, "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 4, "GRAD_ACCUM": 1},
+                  "STRIDE": 32, "TRAINING": {"epochs": 1, "max_steps": 2, "grad_accum": 1}, "BATCH_SIZE": 4},
         # measured here: full fine-tuning on 2,500 questions reached validation F1 54.7 after 120 steps of 16
         # windows (~2.5 s a step); 1,500 questions kept the four methods within the lab's CPU budget at dropout 0.1. Prompt
         # tuning's validation F1 was flat after 30 steps (8.5 -> 10.2 at 132; 7.1 at 40, 7.2 at 50), so it stops at 30
@@ -77,11 +77,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         # output/FFN projections) instead of query/value: held-out F1 35.1 -> 43.0 at 1,500 questions; its cost was
         # the LoRA dropout (2.7 s a step with 0.1, 1.7 s with 0, as query/value) (2026-12-01)
         "cpu": {"MAX_TRAIN_SAMPLES": 2000, "MAX_VAL_SAMPLES": 120, "MAX_EVAL_SAMPLES": 300, "MAX_LENGTH": 192,
-                "STRIDE": 64, "EPOCHS": 1, "BATCH_SIZE": 16, "GRAD_ACCUM": 1, "EVAL_EVERY": 60, "LR_FULL": 0.0002,
+                "STRIDE": 64, "BATCH_SIZE": 16,
+                "TRAINING": {"epochs": 1, "grad_accum": 1, "eval_every": 60, "lr": 0.0002},
                 "DROPOUT": 0.0, "LORA": {"targets": ["query", "key", "value", "dense"], "dropout": 0.0},
                 "PROMPT": {"max_steps": 30}},
         "gpu": {"DATA_SOURCE": "hub", "MODEL": "mrm8488/bert-tiny-finetuned-squadv2", "MAX_VAL_SAMPLES": 2000,
-                "EVAL_EVERY": 2000},
+                "TRAINING": {"eval_every": 2000}},
     },
     "07_emotion_ensemble": {  # blends finished runs of 01-03 (listed in RUNS below); nothing to shrink
         "smoke": {},
@@ -171,9 +172,9 @@ _CDEC_GPU = [("04_cdec", "modernbert-qwen", {}),
              ("04_cdec", "modernbert-focal", {"LOSS": "focal", "RUN_DECODER": False})]
 _QA_CPU = [("05_qa", "minilm", {})]
 _QA_GPU = [("05_qa", "bert-tiny-squadv2", {}),
-           ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "LR_FULL": 0.0003}),
-           ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "GRAD_ACCUM": 1,
-                                           "EPOCHS": 2, "LR_FULL": 3e-05, "LORA": {"lr": 0.0005}, "EVAL_EVERY": 1000})]
+           ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "TRAINING": {"lr": 0.0003}}),
+           ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "LORA": {"lr": 0.0005},
+                                           "TRAINING": {"grad_accum": 1, "epochs": 2, "lr": 3e-05, "eval_every": 1000}})]
 # opt-in runs: made only when `run_all.sh --only NOTEBOOK/RUN` names them. The naive runs (no class weights, threshold
 # 0.5) of the encoder and decoder families: each re-trains a whole model to show what the FFNN's naive run (kept in
 # the plan, 30 s) already shows, and together they would take the profile past its 60 minutes. Measured on this code

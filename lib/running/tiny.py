@@ -20,8 +20,8 @@ CAPS: dict[str, dict] = {
     "04_cdec": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
                 "MAX_EVAL_PAIRS": 40,
                 "DECODER": {"max_steps": 2, "train_fraction": 0.05, "rescore_dev": 16, "rescore_test": 16}},
-    "05_qa": {"EPOCHS": 1, "MAX_STEPS": 2, "PROMPT": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16,
-              "MAX_EVAL_SAMPLES": 16},
+    "05_qa": {"TRAINING": {"epochs": 1, "max_steps": 2}, "PROMPT": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 24,
+              "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16},
     "06_multitask": {"TRAINING": {"epochs": 1, "max_steps": 2}, "FROZEN": {"epochs": 1},
                      "MAX_TRAIN_SAMPLES": [48, 96, 48], "MAX_EVAL_SAMPLES": 32, "DATA": {"max_test_samples": 64}},
 }

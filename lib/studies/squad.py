@@ -88,7 +88,7 @@ def _peak_memory_mb(dev) -> float:
 
 def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder, log=print) -> dict:
     """Build, (train,) predict and score one method. Training: lib.training.train.fit with early stopping on the validation
-    span loss (monitor "loss", mode "min", patience P.PATIENCE), best checkpoint restored."""
+    span loss (monitor "loss", mode "min", patience TRAINING["patience"]), best checkpoint restored."""
     import time
 
     from lib.models import registry
@@ -108,10 +108,9 @@ def run_method(P, method: str, tok, data: dict, feats: dict, embedder: Embedder,
 
     hist = None
     if method != "pretrained":
-        lr = {"full": P.LR_FULL, "lora": P.LORA["lr"], "prompt": P.PROMPT["lr"]}[method]
-        training = {"epochs": P.EPOCHS, "lr": lr, "warmup_ratio": P.WARMUP_RATIO, "patience": P.PATIENCE,
-                    "max_steps": (method == "prompt" and P.PROMPT["max_steps"]) or P.MAX_STEPS,
-                    "eval_every": P.EVAL_EVERY, "grad_accum": P.GRAD_ACCUM, "bf16": P.BF16}
+        lr = {"full": P.TRAINING["lr"], "lora": P.LORA["lr"], "prompt": P.PROMPT["lr"]}[method]
+        training = {**P.TRAINING, "lr": lr,
+                    "max_steps": (method == "prompt" and P.PROMPT["max_steps"]) or P.TRAINING["max_steps"]}
         hist = train_model(model, loader(tok, feats["train"], P.BATCH_SIZE, True, P.SEED), span_loss, evaluate,
                            training, log=log, monitor="loss", mode="min")
     t = time.time()
