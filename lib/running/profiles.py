@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "04_cdec": {
         "smoke": {"FIRST_STAGE_RECALL": 0.5, "MAX_CANDIDATES": 300, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64,
                   "MAX_TRAIN_PAIRS": 200, "OVERSAMPLE_POS": 1, "BATCH_SIZE": 8,
-                  "TRAINING": {"max_steps": 3, "eval_every": 0}, "EPOCHS": 1, "MAX_EVAL_PAIRS": 40,
+                  "TRAINING": {"epochs": 1, "max_steps": 3, "eval_every": 0}, "MAX_EVAL_PAIRS": 40,
                   "DECODER": {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "train_fraction": 0.05,
                               "rescore_dev": 16, "rescore_test": 16, "max_length": 160}},
         # the cascade sized to ~10 CPU minutes (measured: scoring ~150 pairs/s, decoder LoRA ~2.4 s a step of 4
@@ -53,8 +53,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Learning rates: at 5e-5 / 2e-4 the cross-encoder's dev F1 was still rising at its last step and the
         # decoder's band threshold was degenerate, so 1e-4 / 1e-3
         "cpu": {"FIRST_STAGE_RECALL": 0.85, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64, "MAX_TRAIN_PAIRS": 4000,
-                "OVERSAMPLE_POS": 1, "BATCH_SIZE": 16, "EVAL_BATCH_SIZE": 256, "EPOCHS": 1, "LR": 0.0001,
-                "TRAINING": {"warmup_ratio": 0.1, "eval_every": 50}, "MAX_EVAL_PAIRS": 400,
+                "OVERSAMPLE_POS": 1, "BATCH_SIZE": 16, "EVAL_BATCH_SIZE": 256, "MAX_EVAL_PAIRS": 400,
+                "TRAINING": {"epochs": 1, "lr": 0.0001, "warmup_ratio": 0.1, "eval_every": 50},
                 # decoder trimmed from 60 steps / 150 + 250 re-scored pairs (2026-12-01 full run: 245 s, CoNLL 0.803,
                 # identical to the cross-encoder's) to fit the whole profile in 60 minutes
                 "DECODER": {"train_fraction": 0.06, "max_steps": 30, "batch_size": 4, "grad_accum": 1, "lr": 0.001,

@@ -17,7 +17,7 @@ CAPS: dict[str, dict] = {
     "02_encoders": {"EPOCHS": 1, "MAX_STEPS": 2, "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48},
     "03_qlora_decoders": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
                           "MAX_NEW_TOKENS": 4},
-    "04_cdec": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
+    "04_cdec": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
                 "MAX_EVAL_PAIRS": 40,
                 "DECODER": {"max_steps": 2, "train_fraction": 0.05, "rescore_dev": 16, "rescore_test": 16}},
     "05_qa": {"TRAINING": {"epochs": 1, "max_steps": 2}, "PROMPT": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 24,

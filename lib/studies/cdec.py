@@ -330,8 +330,8 @@ class CrossEncoder:
 
 
 def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, candidates: dict) -> CrossEncoder:
-    """Notebook 04's cross-encoder: MODEL with a 2-label head, every weight trained by lib.training.train.fit (EPOCHS, LR,
-    BATCH_SIZE and the TRAINING dict; LOSS, FOCAL_GAMMA) on `train_pairs`; the checkpoint kept is the one with the
+    """Notebook 04's cross-encoder: MODEL with a 2-label head, every weight trained by lib.training.train.fit (the TRAINING
+    dict, BATCH_SIZE; LOSS, FOCAL_GAMMA) on `train_pairs`; the checkpoint kept is the one with the
     best dev coreferent F1 (at its best threshold) on a stratified sample of MAX_EVAL_PAIRS dev candidates."""
     from transformers import AutoModelForSequenceClassification
 
@@ -351,7 +351,7 @@ def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFram
                 "coref_f1": best_threshold(eval_pairs.label, s)[1]}  # at its best threshold: robust to imbalance
 
     history = train_model(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
-                          pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, {"epochs": P.EPOCHS, "lr": P.LR, **P.TRAINING},
+                          pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, P.TRAINING,
                           monitor="coref_f1")
     return CrossEncoder(model, history, batches, len(train_pairs), int(train_pairs.label.sum()), P.BATCH_SIZE,
                         P.EVAL_BATCH_SIZE, registry.count_parameters(model))
