@@ -12,7 +12,7 @@ from lib.training.config import train_model
 
 def ffnn_fit_predict(P, d: emotion.Data, seed: int):
     """Notebook 01: a fresh vocabulary (MIN_FREQ, BIGRAMS) and FFNN (EMB_DIM, HIDDEN, DROPOUT) trained on d.train
-    (EPOCHS, LR, WEIGHT_DECAY, SCHEDULER, PATIENCE, MAX_STEPS, BATCH_SIZE; best epoch by validation macro-F1 at 0.5,
+    (the TRAINING dict, BATCH_SIZE; best epoch by validation macro-F1 at 0.5,
     batches shuffled by `seed`). Returns (validation, test, hold-out or None) probabilities and the History."""
     from lib.models import ffnn
     vocab = ffnn.Vocab(d.train["Tweet"], min_freq=P.MIN_FREQ, bigrams=P.BIGRAMS)
@@ -34,17 +34,15 @@ def ffnn_fit_predict(P, d: emotion.Data, seed: int):
         return {"loss": float(loss(logits, torch.tensor(d.y_val))),
                 "macro_f1": metrics.macro_f1(d.y_val, probs >= 0.5)}
 
-    training = {"epochs": P.EPOCHS, "lr": P.LR, "weight_decay": P.WEIGHT_DECAY, "scheduler": P.SCHEDULER,
-                "patience": P.PATIENCE, "max_steps": P.MAX_STEPS}
-    history = train_model(model, batches, loss_fn, evaluate, training, monitor="macro_f1", clip_norm=0)
+    history = train_model(model, batches, loss_fn, evaluate, P.TRAINING, monitor="macro_f1", clip_norm=0)
     probs = {name: ffnn.predict_proba(model, vocab, df["Tweet"].tolist(), P.EVAL_BATCH_SIZE)
              for name, df in _scored_sets(d)}
     return probs["val"], probs["test"], probs.get("holdout"), history
 
 
 def encoder_fit_predict(P, d: emotion.Data, seed: int, sizes: dict | None = None):
-    """Notebook 02: a fresh encoder classifier (MODEL, DROPOUT) trained on d.train (EPOCHS, LR, WEIGHT_DECAY,
-    SCHEDULER, WARMUP_RATIO, PATIENCE, EVAL_EVERY, MAX_STEPS, BATCH_SIZE, MAX_LENGTH; checkpoint by validation
+    """Notebook 02: a fresh encoder classifier (MODEL, DROPOUT) trained on d.train (the TRAINING dict,
+    BATCH_SIZE, MAX_LENGTH; checkpoint by validation
     macro-F1 at 0.5, batches shuffled by `seed`); `sizes` (when given) receives the parameter counts. Returns
     (validation, test, hold-out or None) probabilities and the History."""
     from lib.models import encoders, registry
@@ -71,11 +69,8 @@ def encoder_fit_predict(P, d: emotion.Data, seed: int, sizes: dict | None = None
                                                                                    pos_weight=w)),
                 "macro_f1": metrics.macro_f1(d.y_val, logits >= 0)}
 
-    training = {"epochs": P.EPOCHS, "lr": P.LR, "weight_decay": P.WEIGHT_DECAY, "scheduler": P.SCHEDULER,
-                "warmup_ratio": P.WARMUP_RATIO, "patience": P.PATIENCE, "max_steps": P.MAX_STEPS,
-                "eval_every": P.EVAL_EVERY}
     history = train_model(model, encoders.loader(tok, sets["train"], P.BATCH_SIZE, train=True, seed=seed),
-                          loss_fn, evaluate, training, monitor="macro_f1")
+                          loss_fn, evaluate, P.TRAINING, monitor="macro_f1")
     print(f"trained {history.optimizer_steps} steps in {history.train_seconds:.0f}s; best at step "
           f"{history.best.get('step')}")
     probs = {name: encoders.sigmoid(encoders.predict_logits(model, tok, ds, P.EVAL_BATCH_SIZE))
