@@ -28,7 +28,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "03_qlora_decoders": {
         # smoke still predicts all 3,259 test tweets (a complete submission): that prediction is most of its time
-        "smoke": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+        "smoke": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
                   "ZERO_SHOT": False,
                   "MAX_NEW_TOKENS": 3, "MAX_LENGTH": 48, "EVAL_BATCH_SIZE": 64},
         # sized to the lab's 60-minute CPU budget. `python -m lib.running.bench decoder` on this 2-core Xeon (AVX-512):
@@ -37,7 +37,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         # the tweets; gradient checkpointing off (1.4x faster; 24 GB hold these small models' activations)
         # the 100 steps at lr 2e-4 left Gemma below the FFNN (validation 0.468 vs 0.490); at 5e-4 with the LoRA dropout off
         # (its masks on every linear layer's input cost training 132 -> 102 s): validation 0.527, hold-out 0.525 (2026-12-01)
-        "cpu": {"EPOCHS": 1, "MAX_TRAIN_SAMPLES": 800, "MAX_LENGTH": 64, "LR": 0.0005, "LORA": {"dropout": 0.0},
+        "cpu": {"TRAINING": {"epochs": 1, "lr": 0.0005}, "MAX_TRAIN_SAMPLES": 800, "MAX_LENGTH": 64,
+                "LORA": {"dropout": 0.0},
                 "GRADIENT_CHECKPOINTING": False, "QUANTIZATION": "none"},
         "gpu": {"MODEL": "google/gemma-2b", "BATCH_SIZE": 16},
     },
@@ -134,7 +135,7 @@ _ENCODER_GPU = [("02_encoders", "roberta-base-naive", {"MODEL": "roberta-base", 
                 ("02_encoders", "distilbert-base-uncased", {"MODEL": "distilbert-base-uncased", "THRESHOLDS": "global"}),
                 ("02_encoders", "distilroberta-base", {"MODEL": "distilroberta-base"}),
                 ("02_encoders", "modernbert-base", {"MODEL": "answerdotai/ModernBERT-base"})]
-_GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "LR": 0.0005}
+_GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "TRAINING": {"lr": 0.0005}}
 # generative examples are ~4x longer (prompt + answer, ~115 tokens) but two thirds of that is the prompt prefix every
 # tweet shares, which training runs once per batch (decoders.sft_loss)
 _DECODER_CPU = [("03_qlora_decoders", "gemma-3-270m-classifier", {}),
@@ -158,7 +159,7 @@ _DECODER_GPU = [("03_qlora_decoders", "gemma-2b-classifier", {}),
                 ("03_qlora_decoders", "llama-3.2-1b-classifier", {"MODEL": "meta-llama/Llama-3.2-1B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-classifier", {"MODEL": "Qwen/Qwen2.5-1.5B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-instruct-generative",
-                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002}),
+                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "TRAINING": {"lr": 0.0002}}),
                 ("03_qlora_decoders", "stella-en-1.5b-classifier", {"MODEL": "dunzhang/stella_en_1.5B_v5"})]
 # blends of the emotion runs above (weights and thresholds on validation only): each profile's strongest members that
 # validate on the same tweets (fold 0 of the train file); the FFNN validates on the dev file (notebook 01 says why)

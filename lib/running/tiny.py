@@ -15,7 +15,7 @@ import os
 CAPS: dict[str, dict] = {
     "01_ffnn": {"TRAINING": {"epochs": 1, "max_steps": 3}, "MAX_TRAIN_SAMPLES": 200, "MAX_EVAL_SAMPLES": 100},
     "02_encoders": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48},
-    "03_qlora_decoders": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+    "03_qlora_decoders": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
                           "MAX_NEW_TOKENS": 4},
     "04_cdec": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
                 "MAX_EVAL_PAIRS": 40,
