@@ -314,11 +314,6 @@ def pair_text(m1: Mention, m2: Mention, style: str = "template", context_words: 
     return f"First sentence: {s1} Event trigger: {m1.trigger}", f"Second sentence: {s2} Event trigger: {m2.trigger}"
 
 
-def mark_trigger(m: Mention) -> str:
-    """The sentence with the trigger span (first to last trigger token) wrapped in <e> … </e>."""
-    return context(m, 0, marked=True)
-
-
 def prompt_text(m1: Mention, m2: Mention, context_words: int = 0) -> str:
     """The study's Yes/No prompt (user turn); context_words > 0 clips the sentences around their triggers."""
     s1, s2 = context(m1, context_words), context(m2, context_words)

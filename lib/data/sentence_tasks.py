@@ -23,6 +23,7 @@ import pandas as pd
 from lib.core import paths
 from lib.core.errors import LabError, read_text
 
+TASKS = ("sst", "para", "sts")  # the multitask model's tasks: SST-5 sentiment, Quora paraphrase, STS similarity
 FILES = {
     "sst": {"train": "ids-sst-train.csv", "dev": "ids-sst-dev.csv", "test": "ids-sst-test-student.csv"},
     "cfimdb": {"train": "ids-cfimdb-train.csv", "dev": "ids-cfimdb-dev.csv", "test": "ids-cfimdb-test-student.csv"},
@@ -209,3 +210,24 @@ def write_predictions(ids, preds, path, column: str) -> Path:
         for i, p in zip(ids, preds):
             f.write(f"{i},{p}\n")
     return path
+
+
+
+@dataclass
+class TaskData:
+    """Training or evaluation examples of the three tasks as DataFrames (sst: sentence, y; para/sts: s1, s2, y)."""
+    frames: dict
+
+    def sizes(self) -> dict:
+        return {t: len(df) for t, df in self.frames.items()}
+
+    def lengths(self) -> dict:
+        """Words per example (both sentences of a pair): what a batch's padded length grows with."""
+        return {t: (df["sentence"] if t == "sst" else df["s1"] + " " + df["s2"]).str.split().str.len().to_numpy()
+                for t, df in self.frames.items()}
+
+    def batch(self, task: str, idx) -> dict:
+        df = self.frames[task].iloc[np.asarray(idx)]
+        if task == "sst":
+            return {"texts": df["sentence"].tolist(), "y": df["y"].to_numpy()}
+        return {"s1": df["s1"].tolist(), "s2": df["s2"].tolist(), "y": df["y"].to_numpy()}

@@ -47,12 +47,9 @@ def create_and_prepare_model(name: str, task: str, n_labels: int = 0, quantizati
                              lora_r: int = 16, lora_alpha: int = 32, lora_dropout: float = 0.05,
                              target_modules="all-linear", gradient_checkpointing: bool = True):
     """(tokenizer, peft model) for task 'classifier' (sequence-classification head) or 'generative' (causal LM)."""
-    from peft import (
-        LoraConfig,
-        TaskType,
-        get_peft_model,
-        prepare_model_for_kbit_training,
-    )
+    from peft import TaskType
+
+    from lib.models.adapters import create_peft_model
     tok = prepare_tokenizer(registry.load_tokenizer(name), "right" if task == "classifier" else "left")
     qc = quantization_config(quantization)
     kw = {"quantization_config": qc} if qc is not None else {"dtype": torch.float32}
@@ -66,14 +63,9 @@ def create_and_prepare_model(name: str, task: str, n_labels: int = 0, quantizati
     else:
         raise LabError(f"task {task!r}: expected classifier | generative")
     model.config.pad_token_id = tok.pad_token_id
-    if qc is not None:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.enable_input_require_grads()
-    cfg = LoraConfig(r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, task_type=task_type,
-                     target_modules=target_modules)
-    return tok, get_peft_model(model, cfg)
+    return tok, create_peft_model(model, "lora", r=lora_r, alpha=lora_alpha, dropout=lora_dropout,
+                                  target_modules=target_modules, task_type=task_type, quantized=qc is not None,
+                                  gradient_checkpointing=gradient_checkpointing)
 
 
 # ---- generative labelling -------------------------------------------------------------------------------------

@@ -56,9 +56,11 @@ def names_from(module: str, attr: str) -> Callable[[], list]:
     (torch, transformers) would cost it seconds a run."""
     def names():
         tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text(encoding="utf-8"))
-        value = next(n.value for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
-                     and attr in [t.id for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
-                                  if isinstance(t, ast.Name)])
+        value = next((n.value for n in tree.body if isinstance(n, (ast.Assign, ast.AnnAssign))
+                      and attr in [t.id for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+                                   if isinstance(t, ast.Name)]), None)
+        if value is None:  # a study module renamed or split: say where the rule looked
+            raise LabError(f"{module} defines no {attr} = (...) at top level; the parameter rules read it from there")
         if isinstance(value, ast.Dict):
             return [ast.literal_eval(k) for k in value.keys]
         return list(ast.literal_eval(value))
@@ -86,7 +88,7 @@ def divides_one(step) -> bool:
     return 0 < step <= 1 and abs(1 / step - round(1 / step)) < 1e-9
 
 
-METHODS = names_from("lib.studies.squad", "METHODS")
+METHODS = names_from("lib.models.qa", "METHODS")
 VARIANTS = names_from("lib.studies.multitask", "VARIANTS")
 
 COMMON: list[Rule] = [

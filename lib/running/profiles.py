@@ -10,24 +10,25 @@ from __future__ import annotations
 
 PRESETS: dict[str, dict[str, dict]] = {
     "01_ffnn": {
-        "smoke": {"EPOCHS": 1, "MAX_STEPS": 5, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 200},
+        "smoke": {"TRAINING": {"epochs": 1, "max_steps": 5}, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 200},
         "cpu": {},
         "gpu": {},
     },
     "02_encoders": {
-        "smoke": {"EPOCHS": 1, "MAX_STEPS": 3, "MAX_TRAIN_SAMPLES": 96, "MAX_EVAL_SAMPLES": 64, "BATCH_SIZE": 16},
+        "smoke": {"TRAINING": {"epochs": 1, "max_steps": 3}, "MAX_TRAIN_SAMPLES": 96, "MAX_EVAL_SAMPLES": 64,
+                  "BATCH_SIZE": 16},
         # measured here: 3 epochs of linear decay from 5e-5 with sqrt class weights gave validation 0.550 / hold-out
         # 0.520 with the validation F1 still rising at the end (2 epochs, full weights: 0.567 / 0.558); so a
         # one-cycle-like schedule (30% warmup, cosine) peaking at 1e-4, as the emotions issue measured at ~0.567 test
         # dropout off (DROPOUT 0; the same for naive and improved): improved validation 0.576 -> 0.591, hold-out 0.557 ->
         # 0.568, one seed (2026-12-01); no faster here (27-token tweets: the masks are small, unlike 05's 180-token windows)
-        "cpu": {"EPOCHS": 3, "MAX_LENGTH": 64, "CLASS_WEIGHT_POWER": 0.5, "LR": 0.0001, "SCHEDULER": "cosine",
-                "WARMUP_RATIO": 0.3, "DROPOUT": 0.0},
+        "cpu": {"MAX_LENGTH": 64, "CLASS_WEIGHT_POWER": 0.5, "DROPOUT": 0.0,
+                "TRAINING": {"epochs": 3, "lr": 0.0001, "scheduler": "cosine", "warmup_ratio": 0.3}},
         "gpu": {"MODEL": "distilroberta-base"},
     },
     "03_qlora_decoders": {
         # smoke still predicts all 3,259 test tweets (a complete submission): that prediction is most of its time
-        "smoke": {"EPOCHS": 1, "TRAINING": {"max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
+        "smoke": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
                   "ZERO_SHOT": False,
                   "MAX_NEW_TOKENS": 3, "MAX_LENGTH": 48, "EVAL_BATCH_SIZE": 64},
         # sized to the lab's 60-minute CPU budget. `python -m lib.running.bench decoder` on this 2-core Xeon (AVX-512):
@@ -36,14 +37,15 @@ PRESETS: dict[str, dict[str, dict]] = {
         # the tweets; gradient checkpointing off (1.4x faster; 24 GB hold these small models' activations)
         # the 100 steps at lr 2e-4 left Gemma below the FFNN (validation 0.468 vs 0.490); at 5e-4 with the LoRA dropout off
         # (its masks on every linear layer's input cost training 132 -> 102 s): validation 0.527, hold-out 0.525 (2026-12-01)
-        "cpu": {"EPOCHS": 1, "MAX_TRAIN_SAMPLES": 800, "MAX_LENGTH": 64, "LR": 0.0005, "LORA": {"dropout": 0.0},
+        "cpu": {"TRAINING": {"epochs": 1, "lr": 0.0005}, "MAX_TRAIN_SAMPLES": 800, "MAX_LENGTH": 64,
+                "LORA": {"dropout": 0.0},
                 "GRADIENT_CHECKPOINTING": False, "QUANTIZATION": "none"},
         "gpu": {"MODEL": "google/gemma-2b", "BATCH_SIZE": 16},
     },
     "04_cdec": {
         "smoke": {"FIRST_STAGE_RECALL": 0.5, "MAX_CANDIDATES": 300, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64,
                   "MAX_TRAIN_PAIRS": 200, "OVERSAMPLE_POS": 1, "BATCH_SIZE": 8,
-                  "TRAINING": {"max_steps": 3, "eval_every": 0}, "EPOCHS": 1, "MAX_EVAL_PAIRS": 40,
+                  "TRAINING": {"epochs": 1, "max_steps": 3, "eval_every": 0}, "MAX_EVAL_PAIRS": 40,
                   "DECODER": {"max_steps": 2, "batch_size": 2, "grad_accum": 1, "train_fraction": 0.05,
                               "rescore_dev": 16, "rescore_test": 16, "max_length": 160}},
         # the cascade sized to ~10 CPU minutes (measured: scoring ~150 pairs/s, decoder LoRA ~2.4 s a step of 4
@@ -53,8 +55,8 @@ PRESETS: dict[str, dict[str, dict]] = {
         # Learning rates: at 5e-5 / 2e-4 the cross-encoder's dev F1 was still rising at its last step and the
         # decoder's band threshold was degenerate, so 1e-4 / 1e-3
         "cpu": {"FIRST_STAGE_RECALL": 0.85, "CONTEXT_WORDS": 6, "MAX_LENGTH": 64, "MAX_TRAIN_PAIRS": 4000,
-                "OVERSAMPLE_POS": 1, "BATCH_SIZE": 16, "EVAL_BATCH_SIZE": 256, "EPOCHS": 1, "LR": 0.0001,
-                "TRAINING": {"warmup_ratio": 0.1, "eval_every": 50}, "MAX_EVAL_PAIRS": 400,
+                "OVERSAMPLE_POS": 1, "BATCH_SIZE": 16, "EVAL_BATCH_SIZE": 256, "MAX_EVAL_PAIRS": 400,
+                "TRAINING": {"epochs": 1, "lr": 0.0001, "warmup_ratio": 0.1, "eval_every": 50},
                 # decoder trimmed from 60 steps / 150 + 250 re-scored pairs (2026-12-01 full run: 245 s, CoNLL 0.803,
                 # identical to the cross-encoder's) to fit the whole profile in 60 minutes
                 "DECODER": {"train_fraction": 0.06, "max_steps": 30, "batch_size": 4, "grad_accum": 1, "lr": 0.001,
@@ -64,7 +66,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "05_qa": {
         "smoke": {"MAX_TRAIN_SAMPLES": 24, "MAX_VAL_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16, "MAX_LENGTH": 128,
-                  "STRIDE": 32, "EPOCHS": 1, "MAX_STEPS": 2, "BATCH_SIZE": 4, "GRAD_ACCUM": 1},
+                  "STRIDE": 32, "TRAINING": {"epochs": 1, "max_steps": 2, "grad_accum": 1}, "BATCH_SIZE": 4},
         # measured here: full fine-tuning on 2,500 questions reached validation F1 54.7 after 120 steps of 16
         # windows (~2.5 s a step); 1,500 questions kept the four methods within the lab's CPU budget at dropout 0.1. Prompt
         # tuning's validation F1 was flat after 30 steps (8.5 -> 10.2 at 132; 7.1 at 40, 7.2 at 50), so it stops at 30
@@ -77,11 +79,12 @@ PRESETS: dict[str, dict[str, dict]] = {
         # output/FFN projections) instead of query/value: held-out F1 35.1 -> 43.0 at 1,500 questions; its cost was
         # the LoRA dropout (2.7 s a step with 0.1, 1.7 s with 0, as query/value) (2026-12-01)
         "cpu": {"MAX_TRAIN_SAMPLES": 2000, "MAX_VAL_SAMPLES": 120, "MAX_EVAL_SAMPLES": 300, "MAX_LENGTH": 192,
-                "STRIDE": 64, "EPOCHS": 1, "BATCH_SIZE": 16, "GRAD_ACCUM": 1, "EVAL_EVERY": 60, "LR_FULL": 0.0002,
+                "STRIDE": 64, "BATCH_SIZE": 16,
+                "TRAINING": {"epochs": 1, "grad_accum": 1, "eval_every": 60, "lr": 0.0002},
                 "DROPOUT": 0.0, "LORA": {"targets": ["query", "key", "value", "dense"], "dropout": 0.0},
                 "PROMPT": {"max_steps": 30}},
         "gpu": {"DATA_SOURCE": "hub", "MODEL": "mrm8488/bert-tiny-finetuned-squadv2", "MAX_VAL_SAMPLES": 2000,
-                "EVAL_EVERY": 2000},
+                "TRAINING": {"eval_every": 2000}},
     },
     "07_emotion_ensemble": {  # blends finished runs of 01-03 (listed in RUNS below); nothing to shrink
         "smoke": {},
@@ -90,7 +93,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "06_multitask": {
         "smoke": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "VARIANTS": ["baseline", "final_002", "simcse_lora"],
-                  "EPOCHS": 1, "STOPPING": {"max_steps": 2}, "BATCH_SIZE": 8, "MAX_LENGTH": 48,
+                  "TRAINING": {"epochs": 1, "max_steps": 2}, "BATCH_SIZE": 8, "MAX_LENGTH": 48,
                   "MAX_TRAIN_SAMPLES": [48, 96, 48], "MAX_EVAL_SAMPLES": 32, "FROZEN": {"epochs": 1},
                   "SIMCSE": {"batch": 8}, "DATA": {"max_test_samples": 64},
                   "HEAD_LR": 0.001, "PAIR_INIT": "cosine", "WARM_START": "capped"},
@@ -109,9 +112,10 @@ PRESETS: dict[str, dict[str, dict]] = {
         # LoRA dropout 0): training 377 -> 272 s over the five variants, the whole notebook 583 -> 462 s, best overall
         # 0.718 -> 0.7215 (round_robin). Spending the saving on 2,600 SST sentences gave 0.7216 for +39 s: not kept
         "cpu": {"MODEL": "all-MiniLM-L6-v2", "POOLING": "mean", "PAIR_INIT": "cosine", "WARM_START": "all",
-                "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"], "EPOCHS": 1,
+                "VARIANTS": ["baseline", "round_robin", "cosine", "simcse", "simcse_lora_noffn"],
                 "BATCH_SIZE": 32, "MAX_LENGTH": 64, "MAX_TRAIN_SAMPLES": [2000, 500, 300], "MAX_EVAL_SAMPLES": 1200,
-                "LR": 0.0001, "LORA": {"lr": 0.001, "dropout": 0.0}, "HEAD_LR": 0.001, "SIMCSE": {"batch": 32},
+                "TRAINING": {"epochs": 1, "lr": 0.0001}, "LORA": {"lr": 0.001, "dropout": 0.0}, "HEAD_LR": 0.001,
+                "SIMCSE": {"batch": 32},
                 "DROPOUT": 0.1, "ENCODER_DROPOUT": 0.0},
         "gpu": {},
     },
@@ -131,7 +135,7 @@ _ENCODER_GPU = [("02_encoders", "roberta-base-naive", {"MODEL": "roberta-base", 
                 ("02_encoders", "distilbert-base-uncased", {"MODEL": "distilbert-base-uncased", "THRESHOLDS": "global"}),
                 ("02_encoders", "distilroberta-base", {"MODEL": "distilroberta-base"}),
                 ("02_encoders", "modernbert-base", {"MODEL": "answerdotai/ModernBERT-base"})]
-_GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "LR": 0.0005}
+_GENERATIVE = {"MODE": "generative", "MODEL": "SmolLM2-135M-Instruct", "TRAINING": {"lr": 0.0005}}
 # generative examples are ~4x longer (prompt + answer, ~115 tokens) but two thirds of that is the prompt prefix every
 # tweet shares, which training runs once per batch (decoders.sft_loss)
 _DECODER_CPU = [("03_qlora_decoders", "gemma-3-270m-classifier", {}),
@@ -155,7 +159,7 @@ _DECODER_GPU = [("03_qlora_decoders", "gemma-2b-classifier", {}),
                 ("03_qlora_decoders", "llama-3.2-1b-classifier", {"MODEL": "meta-llama/Llama-3.2-1B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-classifier", {"MODEL": "Qwen/Qwen2.5-1.5B"}),
                 ("03_qlora_decoders", "qwen2.5-1.5b-instruct-generative",
-                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "LR": 0.0002}),
+                 {**_GENERATIVE, "MODEL": "Qwen/Qwen2.5-1.5B-Instruct", "TRAINING": {"lr": 0.0002}}),
                 ("03_qlora_decoders", "stella-en-1.5b-classifier", {"MODEL": "dunzhang/stella_en_1.5B_v5"})]
 # blends of the emotion runs above (weights and thresholds on validation only): each profile's strongest members that
 # validate on the same tweets (fold 0 of the train file); the FFNN validates on the dev file (notebook 01 says why)
@@ -170,9 +174,9 @@ _CDEC_GPU = [("04_cdec", "modernbert-qwen", {}),
              ("04_cdec", "modernbert-focal", {"LOSS": "focal", "RUN_DECODER": False})]
 _QA_CPU = [("05_qa", "minilm", {})]
 _QA_GPU = [("05_qa", "bert-tiny-squadv2", {}),
-           ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "LR_FULL": 0.0003}),
-           ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "GRAD_ACCUM": 1,
-                                           "EPOCHS": 2, "LR_FULL": 3e-05, "LORA": {"lr": 0.0005}, "EVAL_EVERY": 1000})]
+           ("05_qa", "bert-tiny", {"MODEL": "prajjwal1/bert-tiny", "TRAINING": {"lr": 0.0003}}),
+           ("05_qa", "bert-base-uncased", {"MODEL": "bert-base-uncased", "BATCH_SIZE": 32, "LORA": {"lr": 0.0005},
+                                           "TRAINING": {"grad_accum": 1, "epochs": 2, "lr": 3e-05, "eval_every": 1000}})]
 # opt-in runs: made only when `run_all.sh --only NOTEBOOK/RUN` names them. The naive runs (no class weights, threshold
 # 0.5) of the encoder and decoder families: each re-trains a whole model to show what the FFNN's naive run (kept in
 # the plan, 30 s) already shows, and together they would take the profile past its 60 minutes. Measured on this code

@@ -1,97 +1,33 @@
-"""Cross-document event coreference models: a cross-encoder pair classifier, an instruct decoder scoring P(Yes),
-the cascade's blends and chains, and the plots/tables of notebook 04. The cheap first stage that prunes the candidate
+"""Notebook 04's cross-document event coreference study: thresholds, the cascade's blends and chains, the training
+of its cross-encoder and Yes/No decoder (the models: lib/models/pair_scorers.py), and its plots, tables and verdicts. The cheap first stage that prunes the candidate
 pairs before these models is lib/studies/first_stage.py.
 
 Pairs are DataFrames (a, b, label) indexing a list of `lib.data.ecbplus.Mention`s (see lib/data/ecbplus.py).
 """
 from __future__ import annotations
 
-import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import torch
-import torch.nn.functional as F
-from sklearn.metrics import (
-    average_precision_score,
-    classification_report,
-    precision_recall_curve,
-)
+from sklearn.metrics import average_precision_score, precision_recall_curve
 
-from lib.data import ecbplus as E
+from lib.models.pair_scorers import (
+    PairBatches,
+    PromptBatches,
+    cross_scores,
+    decoder_loss,
+    decoder_scores,
+    pair_loss,
+    yes_no_decoder,
+    yes_no_ids,
+)
+from lib.training.config import train_model
 
 LABELS = ["Not Coreferent", "Coreferent"]
 
 
-# ---------------------------------------------------------------- cross-encoder
-
-class PairBatches:
-    """Mini-batches of tokenised pair texts (re-iterable; shuffled each pass when shuffle)."""
-
-    def __init__(self, tok, mentions, pairs, style="template", max_length=128, batch_size=16, shuffle=False, seed=0,
-                 sort_by_length=False, context_words=0):
-        self.tok, self.batch_size, self.shuffle, self.max_length = tok, batch_size, shuffle, max_length
-        self.rng = np.random.default_rng(seed)
-        texts = [E.pair_text(mentions[a], mentions[b], style, context_words) for a, b in zip(pairs.a, pairs.b)]
-        self.first = [t[0] for t in texts]
-        self.second = [t[1] for t in texts]
-        self.labels = pairs.label.to_numpy()
-        self.order = np.arange(len(texts))
-        if sort_by_length:  # inference: less padding
-            self.order = np.argsort([len(a) + len(b) for a, b in texts], kind="stable")
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __iter__(self):
-        order = self.rng.permutation(len(self.labels)) if self.shuffle else self.order
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            enc = self.tok([self.first[j] for j in idx], [self.second[j] for j in idx], truncation=True,
-                           max_length=self.max_length, padding=True, return_tensors="pt")
-            enc["labels"] = torch.tensor(self.labels[idx], dtype=torch.long)
-            enc["index"] = torch.tensor(idx)
-            yield enc
-
-
-def pair_loss(kind: str = "ce", gamma: float = 2.0, alpha: float = 0.0):
-    """loss_fn(model, batch) for lib.training.train.fit: cross-entropy, or focal loss (Lin et al. 2017) with focusing gamma
-    (alpha > 0 weights the coreferent class by alpha and the other by 1 - alpha)."""
-    if kind not in ("ce", "focal"):
-        raise ValueError(f"LOSS={kind!r}: expected ce | focal")
-
-    def loss_fn(model, batch):
-        dev = next(model.parameters()).device
-        y = batch["labels"].to(dev)
-        logits = model(**{k: v.to(dev) for k, v in batch.items() if k not in ("labels", "index")}).logits.float()
-        if kind == "ce":
-            return F.cross_entropy(logits, y)
-        logp = F.log_softmax(logits, -1).gather(1, y[:, None]).squeeze(1)
-        w = (1 - logp.exp()) ** gamma
-        if alpha:
-            w = w * torch.where(y == 1, alpha, 1 - alpha)
-        return -(w * logp).mean()
-    return loss_fn
-
-
-@torch.no_grad()
-def _pair_probabilities(model, batches, prob) -> np.ndarray:
-    """prob(model, batch on the model's device) -> P(coreferent) per pair, for every batch, in the pairs' order."""
-    model.eval()
-    dev = next(model.parameters()).device
-    out = np.zeros(len(batches.labels), dtype=np.float32)
-    for b in batches:
-        on_dev = {k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}
-        out[b["index"].numpy()] = prob(model, on_dev).float().cpu().numpy()
-    return out
-
-
-def cross_scores(model, batches: PairBatches) -> np.ndarray:
-    """P(coreferent) for every pair, in the pairs' order."""
-    return _pair_probabilities(model, batches, lambda m, b: m(**b).logits.float().softmax(-1)[:, 1])
-
+# ---------------------------------------------------------------- thresholds
 
 def best_threshold(y, scores, grid=None) -> tuple[float, float]:
     """Threshold maximising the coreferent-class F1 (ties -> the lower threshold): (threshold, F1)."""
@@ -109,66 +45,6 @@ def coref_f1(y, scores, threshold=0.5) -> float:
     tp = float((p & (y == 1)).sum())
     den = p.sum() + (y == 1).sum()
     return 2 * tp / den if den else 0.0
-
-
-# ---------------------------------------------------------------- instruct decoder (Yes/No)
-
-def yes_no_ids(tok) -> tuple[int, int]:
-    """Token ids of "Yes" and "No" as the first answer token (no leading space after the chat template)."""
-    y = tok("Yes", add_special_tokens=False)["input_ids"]
-    n = tok("No", add_special_tokens=False)["input_ids"]
-    return y[0], n[0]
-
-
-class PromptBatches:
-    """Left-padded chat prompts; for training each ends with the gold answer token (Yes/No)."""
-
-    def __init__(self, tok, mentions, pairs, max_length=256, batch_size=4, shuffle=False, seed=0, train=False,
-                 context_words=0):
-        self.tok, self.batch_size, self.shuffle, self.train, self.max_length = tok, batch_size, shuffle, train, max_length
-        self.rng = np.random.default_rng(seed)
-        self.prompts = [E.chat_prompt(tok, mentions[a], mentions[b], context_words=context_words)
-                        for a, b in zip(pairs.a, pairs.b)]
-        self.labels = pairs.label.to_numpy()
-        self.yes, self.no = yes_no_ids(tok)
-
-    def __len__(self):
-        return math.ceil(len(self.labels) / self.batch_size)
-
-    def __iter__(self):
-        order = self.rng.permutation(len(self.labels)) if self.shuffle else np.arange(len(self.labels))
-        self.tok.padding_side = "left"
-        for i in range(0, len(order), self.batch_size):
-            idx = order[i:i + self.batch_size]
-            enc = self.tok([self.prompts[j] for j in idx], add_special_tokens=False, truncation=True,
-                           max_length=self.max_length, padding=True, return_tensors="pt")
-            y = torch.tensor(self.labels[idx], dtype=torch.long)
-            if self.train:  # append the answer token; the loss is next-token CE on it only
-                ans = torch.where(y == 1, self.yes, self.no)[:, None]
-                enc["input_ids"] = torch.cat([enc["input_ids"], ans], 1)
-                enc["attention_mask"] = torch.cat([enc["attention_mask"], torch.ones_like(ans)], 1)
-            enc["labels"] = y
-            enc["index"] = torch.tensor(idx)
-            yield enc
-
-
-def decoder_loss(yes_id: int, no_id: int):
-    """Next-token cross-entropy (full vocabulary) on the answer token, the only supervised token (SFT on the answer)."""
-    def loss_fn(model, batch):
-        dev = next(model.parameters()).device
-        ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
-        logits = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], logits_to_keep=1).logits[:, -1].float()
-        return F.cross_entropy(logits, ids[:, -1])
-    return loss_fn
-
-
-def decoder_scores(model, batches: PromptBatches) -> np.ndarray:
-    """P(Yes) = softmax over the next-token logits of {Yes, No} after the prompt."""
-    def p_yes(m, b):
-        logits = m(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                   logits_to_keep=1).logits[:, -1].float()  # only the next token's logits are needed
-        return logits[:, [batches.yes, batches.no]].softmax(-1)[:, 0]
-    return _pair_probabilities(model, batches, p_yes)
 
 
 # ---------------------------------------------------------------- the cascade: first stage -> models -> chains
@@ -312,17 +188,6 @@ def error_table(mentions, pairs: pd.DataFrame, scores, threshold: float, k: int 
 
 # ---------------------------------------------------------------- report helpers
 
-def report_table(y, pred) -> pd.DataFrame:
-    """sklearn classification report as a table: per class P/R/F1/support, accuracy, macro and weighted avg."""
-    r = classification_report(y, pred, labels=[0, 1], target_names=LABELS, output_dict=True, zero_division=0)
-    rows = []
-    for k in LABELS + ["macro avg", "weighted avg"]:
-        rows.append({"class": k, "precision": r[k]["precision"], "recall": r[k]["recall"], "f1-score": r[k]["f1-score"],
-                     "support": int(r[k]["support"])})
-    rows.insert(2, {"class": "accuracy", "precision": np.nan, "recall": np.nan, "f1-score": r["accuracy"],
-                    "support": int(len(y))})
-    return pd.DataFrame(rows).set_index("class").round(3)
-
 
 def pr_curves(curves: dict, study_points: dict | None = None):
     """curves: {name: (y, scores[, threshold])} -> precision-recall figure; the tuned threshold is marked."""
@@ -347,18 +212,6 @@ def pr_curves(curves: dict, study_points: dict | None = None):
     ax.set_title("Test pairs: precision-recall (dot = dev-tuned threshold)")
     fig.tight_layout()
     return fig
-
-
-class Timer:
-    def __init__(self):
-        self.t = time.time()
-        self.laps = {}
-
-    def lap(self, name):
-        now = time.time()
-        self.laps[name] = round(now - self.t, 1)
-        self.t = now
-        return self.laps[name]
 
 
 # ---------------------------------------------------------------- chains
@@ -387,20 +240,6 @@ def chains_from_scores(mentions, pairs: pd.DataFrame, scores, threshold: float, 
     raise ValueError(f"CLUSTERING={method!r}: expected agglomerative | components")
 
 
-def lora_decoder(name: str, r: int = 16, alpha: int = 32, dropout: float = 0.05):
-    """(tokenizer, peft model): a causal LM from the lab registry with LoRA adapters on every linear layer."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from lib.models import registry
-    tok = registry.load_tokenizer(name)
-    registry.ensure_pad_token(tok)
-    model = registry.load_model(name, AutoModelForCausalLM)
-    model = get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
-    return tok, model
-
-
 def stratified_sample(pairs: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
     """About n pairs drawn per label in proportion (at least one of each label present); all when n is 0 or larger."""
     if not n or n >= len(pairs):
@@ -423,18 +262,18 @@ def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, c
     from lib.models import registry
     from lib.training import train
     D = P.DECODER
-    tok, model = lora_decoder(D["model"], r=D["lora_r"], alpha=2 * D["lora_r"])
+    tok, model = yes_no_decoder(D["model"], r=D["lora_r"], alpha=2 * D["lora_r"])
     model.to(train.device())
     n = max(1, int(round(len(train_pairs) * D["train_fraction"])))
     dec_train = train_pairs.sample(n, random_state=P.SEED).reset_index(drop=True)
 
     def prompts(sp, pp, bs, **kw):
         return PromptBatches(tok, mentions[sp], pp, D["max_length"], bs, context_words=P.CONTEXT_WORDS, **kw)
-    cfg = train.TrainConfig(epochs=1, lr=D["lr"], scheduler="cosine", warmup_ratio=P.TRAINING["warmup_ratio"],
-                            patience=0, max_steps=D["max_steps"], grad_accum=D["grad_accum"], monitor="loss",
-                            mode="min")
-    history = train.fit(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
-                        decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, cfg)
+    training = {"epochs": 1, "lr": D["lr"], "scheduler": "cosine", "warmup_ratio": P.TRAINING["warmup_ratio"],
+                "patience": 0, "max_steps": D["max_steps"], "grad_accum": D["grad_accum"]}
+    history = train_model(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
+                          decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, training, monitor="loss",
+                          mode="min")
     seen = min(n, history.optimizer_steps * D["batch_size"] * D["grad_accum"])
     log(f"{D['model']}: {history.optimizer_steps} LoRA steps on {seen:,} pairs; "
         f"trainable {registry.count_parameters(model)['trainable']:,}")
@@ -491,8 +330,8 @@ class CrossEncoder:
 
 
 def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, candidates: dict) -> CrossEncoder:
-    """Notebook 04's cross-encoder: MODEL with a 2-label head, every weight trained by lib.training.train.fit (EPOCHS, LR,
-    BATCH_SIZE and the TRAINING dict; LOSS, FOCAL_GAMMA) on `train_pairs`; the checkpoint kept is the one with the
+    """Notebook 04's cross-encoder: MODEL with a 2-label head, every weight trained by lib.training.train.fit (the TRAINING
+    dict, BATCH_SIZE; LOSS, FOCAL_GAMMA) on `train_pairs`; the checkpoint kept is the one with the
     best dev coreferent F1 (at its best threshold) on a stratified sample of MAX_EVAL_PAIRS dev candidates."""
     from transformers import AutoModelForSequenceClassification
 
@@ -511,9 +350,9 @@ def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFram
         return {"coref_f1_at_0.5": coref_f1(eval_pairs.label, s, 0.5),
                 "coref_f1": best_threshold(eval_pairs.label, s)[1]}  # at its best threshold: robust to imbalance
 
-    cfg = train.TrainConfig(epochs=P.EPOCHS, lr=P.LR, **P.TRAINING, monitor="coref_f1")
-    history = train.fit(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
-                        pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, cfg)
+    history = train_model(model, batches("train", train_pairs, batch_size=P.BATCH_SIZE, shuffle=True, seed=P.SEED),
+                          pair_loss(P.LOSS, P.FOCAL_GAMMA), evaluate, P.TRAINING,
+                          monitor="coref_f1")
     return CrossEncoder(model, history, batches, len(train_pairs), int(train_pairs.label.sum()), P.BATCH_SIZE,
                         P.EVAL_BATCH_SIZE, registry.count_parameters(model))
 

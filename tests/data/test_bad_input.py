@@ -5,8 +5,7 @@ import json
 import pytest
 
 from lib.core.errors import LabError
-from lib.data import ecbplus, semeval, sentence_tasks
-from lib.studies import squad
+from lib.data import ecbplus, semeval, sentence_tasks, squad
 
 BOM = b"\xef\xbb\xbf"
 

@@ -59,8 +59,8 @@ def test_dropout_overrides_set_every_dropout_of_the_config():
 def test_dropout_set_turns_dropout_on_for_one_block_only():
     """06 trains its task losses without encoder dropout (ENCODER_DROPOUT 0, ~2x faster on CPU) and gives SimCSE's
     passes their dropout back (registry.dropout_set): its positives are two dropout masks of the same sentences."""
-    from lib.studies import multitask
-    model = multitask.build_model("all-MiniLM-L6-v2", multitask.variant("simcse"), dropout=0.0, encoder_dropout=0.0)
+    from lib.models import multitask_bert
+    model = multitask_bert.build_model("all-MiniLM-L6-v2", sts_head="cosine", dropout=0.0, encoder_dropout=0.0)
     model.train()
     sents = ["what a lovely day", "the film was dull and far too long"]
     with torch.no_grad():

@@ -96,7 +96,7 @@ def test_tiny_caps_only_lower_samples_and_steps(monkeypatch):
     from lib.running import params, tiny
     monkeypatch.setenv("LAB_TINY", "1")
     P = params.resolve({"PROFILE": "gpu"}, "03_qlora_decoders")
-    assert (P.TRAINING["max_steps"], P.MAX_TRAIN_SAMPLES, P.EPOCHS) == (2, 16, 1)
+    assert (P.TRAINING["max_steps"], P.MAX_TRAIN_SAMPLES, P.TRAINING["epochs"]) == (2, 16, 1)
     assert P.TRAINING["patience"] == 2  # a dict parameter: only the capped key changes
     assert (P.MODEL, P.BATCH_SIZE, P.QUANTIZATION) == ("google/gemma-2b", 16, "4bit")  # untouched
     P = params.resolve({"PROFILE": "gpu", "MAX_TRAIN_SAMPLES": 8}, "03_qlora_decoders")

@@ -85,20 +85,20 @@ def test_every_notebook_default_and_profile_run_keeps_the_rules():
 
 
 def test_methods_and_variants_come_from_the_study_code():
-    from lib.studies import multitask, squad
-    assert param_rules.METHODS() == list(squad.METHODS)
+    from lib.models import qa
+    from lib.studies import multitask
+    assert param_rules.METHODS() == list(qa.METHODS)
     assert param_rules.VARIANTS() == list(multitask.VARIANTS)
 
 
 def test_qa_window_must_hold_the_longest_question_and_the_overlap():
     """STRIDE < MAX_LENGTH is checked from the parameters; whether a window also holds the longest question is
     checked on the data, before any method trains (the tokenizer panicked with a Rust backtrace before)."""
-    from lib.models import registry
-    from lib.studies import squad
+    from lib.models import qa, registry
     tok = registry.load_tokenizer("all-MiniLM-L6-v2")
     ex = [{"id": "1", "title": "t", "question": "what is the name of the thing " * 4, "context": "word " * 400,
            "answers": {"text": ["word"], "answer_start": [0]}}]  # a 28-token question
-    assert squad.prepare_train_features(tok, ex, 128, 96)  # 128 - 28 - 3 special = 97 context tokens > 96
+    assert qa.prepare_train_features(tok, ex, 128, 96)  # 128 - 28 - 3 special = 97 context tokens > 96
     with pytest.raises(LabError, match=r"STRIDE=97, MAX_LENGTH=128: the longest question \(28 tokens: 'what is.*"
                                        r"leaves 97 context tokens.*raise MAX_LENGTH to at least 129"):
-        squad.prepare_train_features(tok, ex, 128, 97)
+        qa.prepare_train_features(tok, ex, 128, 97)

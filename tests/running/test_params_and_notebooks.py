@@ -12,13 +12,13 @@ NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_unknown_parameter_fails_with_suggestion():
-    with pytest.raises(LabError, match=r"unknown parameter\(s\): EPOCH \(did you mean EPOCHS\?\)"):
-        params.resolve({"EPOCH": 3}, "01_ffnn")
+    with pytest.raises(LabError, match=r"unknown parameter\(s\): BATCH_SIZ \(did you mean BATCH_SIZE\?\)"):
+        params.resolve({"BATCH_SIZ": 3}, "01_ffnn")
 
 
 def test_type_and_allowed_values_checked():
     with pytest.raises(LabError, match="should be a int"):
-        params.resolve({"EPOCHS": "ten", "PROFILE": "cpu"}, "01_ffnn")
+        params.resolve({"BATCH_SIZE": "ten", "PROFILE": "cpu"}, "01_ffnn")
     with pytest.raises(LabError, match=r"SPLIT='random' is not one of \['kfold', 'dev'\]"):
         params.resolve({"SPLIT": "random", "PROFILE": "cpu"}, "01_ffnn")
     with pytest.raises(LabError, match="PROFILE='fast'"):
@@ -30,11 +30,11 @@ def test_profile_presets_fill_defaults_but_explicit_values_win():
     smoke = profiles.presets("01_ffnn", "smoke")
     assert smoke, "the smoke profile must shrink the FFNN run"
     P = params.resolve({"PROFILE": "smoke"}, "01_ffnn")
-    assert all(P[k] == v for k, v in smoke.items())
+    assert all(P[k] == ({**defaults[k], **v} if isinstance(v, dict) else v) for k, v in smoke.items())
     P = params.resolve({"PROFILE": "smoke", "MAX_TRAIN_SAMPLES": 123}, "01_ffnn")
     assert P.MAX_TRAIN_SAMPLES == 123
     P = params.resolve({"PROFILE": "cpu"}, "01_ffnn")
-    assert P.EPOCHS == defaults["EPOCHS"] and P.PROFILE == "cpu"
+    assert P.TRAINING == defaults["TRAINING"] and P.PROFILE == "cpu"
     assert params.resolve({}, "01_ffnn").PROFILE in ("cpu", "gpu")  # auto resolves
 
 
@@ -65,12 +65,13 @@ def test_notebook_committed_clean(nb):
 
 
 def test_explicit_value_equal_to_default_still_wins_over_profile():
-    """`-p PROFILE cpu -p EPOCHS 5` (5 = the notebook's default) must train 5 epochs, not the cpu preset's 2."""
+    """`-p PROFILE cpu -p CLASS_WEIGHT_POWER 1.0` (1.0 = the notebook's default) must use 1.0, not the cpu preset's."""
     defaults, _ = params.parameters_cell("02_encoders")
     cpu = profiles.presets("02_encoders", "cpu")
-    assert cpu["EPOCHS"] != defaults["EPOCHS"]  # otherwise the test proves nothing
-    assert params.resolve({"PROFILE": "cpu", "EPOCHS": defaults["EPOCHS"]}, "02_encoders").EPOCHS == defaults["EPOCHS"]
-    assert params.resolve({"PROFILE": "cpu"}, "02_encoders").EPOCHS == cpu["EPOCHS"]
+    knob = "CLASS_WEIGHT_POWER"
+    assert cpu[knob] != defaults[knob]  # otherwise the test proves nothing
+    assert params.resolve({"PROFILE": "cpu", knob: defaults[knob]}, "02_encoders")[knob] == defaults[knob]
+    assert params.resolve({"PROFILE": "cpu"}, "02_encoders")[knob] == cpu[knob]
     qa_default, _ = params.parameters_cell("05_qa")
     P = params.resolve({"PROFILE": "gpu", "DATA_SOURCE": qa_default["DATA_SOURCE"]}, "05_qa")
     assert P.DATA_SOURCE == qa_default["DATA_SOURCE"] != profiles.presets("05_qa", "gpu")["DATA_SOURCE"]
@@ -80,17 +81,18 @@ def test_setup_reads_the_names_papermill_injected(tmp_path):
     """In a papermill run the notebook's globals hold defaults and injected values alike; the injected cell in the
     kernel's input history says which were given."""
     defaults, _ = params.parameters_cell("02_encoders")
-    injected = f"# Parameters\nPROFILE = \"cpu\"\nEPOCHS = {defaults['EPOCHS']}\nOUTPUT_DIR = \"{tmp_path}\"\n"
-    assert params.injected_names({"In": ["", "import lib", injected]}) == {"PROFILE", "EPOCHS", "OUTPUT_DIR"}
+    knob = "CLASS_WEIGHT_POWER"  # the cpu preset changes it
+    injected = f"# Parameters\nPROFILE = \"cpu\"\n{knob} = {defaults[knob]}\nOUTPUT_DIR = \"{tmp_path}\"\n"
+    assert params.injected_names({"In": ["", "import lib", injected]}) == {"PROFILE", knob, "OUTPUT_DIR"}
     assert params.injected_names({"In": ["", "x = 1"]}) is None
     ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "In": ["", injected]}
-    assert params.setup(ns, "02_encoders").EPOCHS == defaults["EPOCHS"]
+    assert params.setup(ns, "02_encoders")[knob] == defaults[knob]
     ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "In": ["", "# Parameters\nPROFILE = \"cpu\"\n"]}
-    assert params.setup(ns, "02_encoders").EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
+    assert params.setup(ns, "02_encoders")[knob] == profiles.presets("02_encoders", "cpu")[knob]
     # interactive (no injected cell): a value edited in the parameters cell wins, untouched ones follow the profile
     ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), "MAX_LENGTH": 99}
     P = params.setup(ns, "02_encoders")
-    assert P.MAX_LENGTH == 99 and P.EPOCHS == profiles.presets("02_encoders", "cpu")["EPOCHS"]
+    assert P.MAX_LENGTH == 99 and P[knob] == profiles.presets("02_encoders", "cpu")[knob]
 
 
 def test_max_knobs_mean_one_thing_in_every_notebook():

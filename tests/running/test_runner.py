@@ -106,13 +106,13 @@ def test_finished_run_with_same_parameters_code_and_data_is_cached(tmp_path, mon
         (Path(parameters["OUTPUT_DIR"]) / "metrics.json").write_text(json.dumps({"params": {}, "headline": {}}))
         (Path(dst)).write_text(nbformat.writes(nbformat.v4.new_notebook()))
     monkeypatch.setattr(pm, "execute_notebook", fake_execute)
-    args = ("01_ffnn", "naive", {"MAX_STEPS": 1}, "smoke", str(tmp_path / "data"))
+    args = ("01_ffnn", "naive", {"TRAINING": {"max_steps": 1}}, "smoke", str(tmp_path / "data"))
     assert runner.execute(*args, force=False)["status"] == "ok"
     assert runner.execute(*args, force=False)["status"] == "cached" and len(calls) == 1
     assert runner.execute(*args, force=True)["status"] == "ok" and len(calls) == 2
     (data / "f.txt").write_text("changed")
     assert runner.execute(*args, force=False)["status"] == "ok" and len(calls) == 3
-    assert runner.execute("01_ffnn", "naive", {"MAX_STEPS": 2}, "smoke", str(tmp_path / "data"),
+    assert runner.execute("01_ffnn", "naive", {"TRAINING": {"max_steps": 2}}, "smoke", str(tmp_path / "data"),
                           force=False)["status"] == "ok" and len(calls) == 4   # other parameters
     assert not list((tmp_path / "out" / "01_ffnn").glob(".naive.tmp*"))
 

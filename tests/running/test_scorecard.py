@@ -11,8 +11,7 @@ import pytest
 
 from lib.core.errors import LabError
 from lib.evaluation import bootstrap
-from lib.running import profiles, report_html, scorecard
-from lib.running import claims
+from lib.running import claims, profiles, report_html, scorecard
 from lib.studies import evidence
 
 

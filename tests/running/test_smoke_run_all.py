@@ -10,8 +10,7 @@ import sys
 import pytest
 
 from lib.core import paths
-from lib.running import browser, profiles, runner, smoke_pins
-from lib.running import claims
+from lib.running import browser, claims, profiles, runner, smoke_pins
 
 ROOT = paths.ROOT
 

@@ -73,7 +73,7 @@ def test_parse_tiny_document(tiny):
     assert by["1_3ecbplus:1"].sub_corpus == "ecbplus" and by["1_3ecbplus:1"].subtopic == "1_ecbplus"
     # every sentence when asked: the unvalidated "came" comes back
     assert len(E.load_mentions(tiny, all_sentences=True)) == 7
-    assert E.mark_trigger(m) == "A bomb <e> exploded </e> in Paris ."
+    assert E.context(m, 0, marked=True) == "A bomb <e> exploded </e> in Paris ."
 
 
 def test_pairs_tiny(tiny):
@@ -235,9 +235,6 @@ def test_threshold_and_pair_helpers():
     # at <= 0.3: predicted {0,1,2,4}: tp 3 -> F1 = 6/(4+3) = 6/7, the best on the grid (first reached at 0.11)
     t, f1 = cdec.best_threshold(y, s)
     assert f1 == pytest.approx(6 / 7) and 0.1 < t <= 0.3
-    rep = cdec.report_table(y, s >= 0.5)
-    assert rep.loc["Coreferent", "precision"] == pytest.approx(0.667, abs=1e-3)
-    assert rep.loc["accuracy", "f1-score"] == pytest.approx(0.6) and rep.loc["Coreferent", "support"] == 3
     big = pd.DataFrame({"a": range(100), "b": range(100), "label": [1] * 10 + [0] * 90})
     sub = cdec.stratified_sample(big, 20, seed=0)
     assert (len(sub), sub.label.sum()) == (20, 2)
@@ -251,7 +248,7 @@ def test_pair_scores_put_each_probability_at_its_pair_index():
 
     import torch
 
-    from lib.studies import cdec
+    from lib.models import pair_scorers
 
     class Batches(list):
         labels = [0, 0, 0]
@@ -277,8 +274,8 @@ def test_pair_scores_put_each_probability_at_its_pair_index():
             logits[:, :, 5], logits[:, :, 7] = math.log(1), math.log(4)
             return SimpleNamespace(logits=logits)
 
-    assert np.allclose(cdec.cross_scores(Cross(), batches), [0.75, 0.75, 0.75])
-    assert np.allclose(cdec.decoder_scores(Decoder(), batches), [0.2, 0.2, 0.2])
+    assert np.allclose(pair_scorers.cross_scores(Cross(), batches), [0.75, 0.75, 0.75])
+    assert np.allclose(pair_scorers.decoder_scores(Decoder(), batches), [0.2, 0.2, 0.2])
 
 
 # ---------------------------------------------------------------- first stage and cascade (hand-worked)

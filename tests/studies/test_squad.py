@@ -1,4 +1,4 @@
-"""Extractive QA (lib/studies/squad.py): offset-mapping preprocessing, n-best post-processing, official EM/F1, input errors."""
+"""Extractive QA (lib/data/squad.py, lib/models/qa.py, lib/evaluation/qa_postprocess.py): offset-mapping preprocessing, n-best post-processing, official EM/F1, input errors."""
 import json
 
 import numpy as np
@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from lib.core.errors import LabError
-from lib.models import registry
+from lib.data import squad as squad_data
+from lib.evaluation import qa_postprocess
+from lib.models import qa, registry
 from lib.studies import squad
 
 torch.set_num_threads(1)
@@ -29,7 +31,7 @@ def test_long_context_windows_round_trip_the_answer_across_a_stride_boundary(tok
     words[18:21] = ["purple", "elephant", "parade"]
     ctx = " ".join(words)
     ex = _example(ctx, "purple elephant parade")
-    feats = squad.prepare_train_features(tok, [ex], max_length=40, stride=12)
+    feats = qa.prepare_train_features(tok, [ex], max_length=40, stride=12)
     assert len(feats) >= 3  # the context really is cut into several overlapping windows
     holding, not_holding = [], []
     for f in feats:
@@ -69,8 +71,8 @@ def test_features_tokenise_each_part_once_with_the_window_settings(tok):
 def test_collate_pads_to_the_longest_feature(tok):
     exs = [_example("short context with answer here", "answer", "a"),
            _example("a much longer context " * 5 + "with the answer at the end", "answer", "b")]
-    feats = squad.prepare_train_features(tok, exs, 64, 16)
-    b = squad.collate(tok, feats)
+    feats = qa.prepare_train_features(tok, exs, 64, 16)
+    b = qa.collate(tok, feats)
     n = max(len(f["input_ids"]) for f in feats)
     assert b["input_ids"].shape == (2, n) and b["attention_mask"][0].sum() == len(feats[0]["input_ids"])
 
@@ -87,7 +89,7 @@ def test_collate_pads_hand_made_features_with_the_tokenizers_pad_id_on_the_right
     t = copy.deepcopy(tok)  # a shallow copy would share (and change) the fixture's special tokens
     t.pad_token = "[UNK]"  # pad id 100: not 0, so the pad id really comes from the tokenizer
     t.padding_side = "left"  # the positions index unpadded tokens: collate pads on the right all the same
-    b = squad.collate(t, feats)
+    b = qa.collate(t, feats)
     assert set(b) == {"input_ids", "attention_mask", "token_type_ids", "start_positions", "end_positions"}
     assert b["input_ids"].tolist() == [[101, 7, 8, 102, 9, 102], [101, 5, 102, 6, 100, 100],
                                        [101, 102, 100, 100, 100, 100]]
@@ -107,9 +109,9 @@ def test_postprocess_picks_the_best_valid_span():
     end = np.array([9.0, 0, 0, 4.0, 0.2, 2.5, 1.0, 0])
     # valid pairs: (3,3)=5.0 (4,5)=5.5 (3,5)=3.5 (4,6)=4.0 ... ; (4,3) has end < start; best valid = beta gamma
     ex = {"id": "q", "context": ctx, "answers": {"text": ["beta gamma"], "answer_start": [6]}}
-    assert squad.postprocess([ex], [feat], [start], [end], n_best=20, max_answer_length=30) == {"q": "beta gamma"}
+    assert qa_postprocess.postprocess([ex], [feat], [start], [end], n_best=20, max_answer_length=30) == {"q": "beta gamma"}
     # with max_answer_length 1 only single tokens qualify: alpha (1+4=5) beats beta (3+0.2) and gamma (0.5+2.5)
-    assert squad.postprocess([ex], [feat], [start], [end], n_best=20, max_answer_length=1) == {"q": "alpha"}
+    assert qa_postprocess.postprocess([ex], [feat], [start], [end], n_best=20, max_answer_length=1) == {"q": "alpha"}
 
 
 def test_postprocess_takes_the_best_span_over_all_windows():
@@ -119,31 +121,31 @@ def test_postprocess_takes_the_best_span_over_all_windows():
     ex = {"id": "q", "context": ctx, "answers": {"text": ["four"], "answer_start": [14]}}
     s1, e1 = np.array([0, 2.0, 0, 0]), np.array([0, 2.0, 0, 0])      # "one": 4.0
     s2, e2 = np.array([0, 0, 3.0, 0]), np.array([0, 0, 2.5, 0])      # "four": 5.5
-    assert squad.postprocess([ex], [f1, f2], [s1, s2], [e1, e2]) == {"q": "four"}
+    assert qa_postprocess.postprocess([ex], [f1, f2], [s1, s2], [e1, e2]) == {"q": "four"}
 
 
 # ---------------------------------------------------------------- metrics (hand-worked)
 def test_normalisation_and_exact_match():
-    assert squad.normalize_answer("The  Quick, brown fox!") == "quick brown fox"
-    assert squad.normalize_answer("an apple a day") == "apple day"
-    assert squad.exact_match("Denver Broncos", "the denver broncos.") == 1.0
-    assert squad.exact_match("Broncos", "Denver Broncos") == 0.0
+    assert qa_postprocess.normalize_answer("The  Quick, brown fox!") == "quick brown fox"
+    assert qa_postprocess.normalize_answer("an apple a day") == "apple day"
+    assert qa_postprocess.exact_match("Denver Broncos", "the denver broncos.") == 1.0
+    assert qa_postprocess.exact_match("Broncos", "Denver Broncos") == 0.0
 
 
 def test_f1_hand_worked():
     # pred {cat, sat} vs gold {cat, sat, down}: P = 2/2, R = 2/3 -> F1 = 2*1*(2/3)/(1+2/3) = 0.8
-    assert squad.f1("the cat sat", "a cat sat down") == pytest.approx(0.8)
+    assert qa_postprocess.f1("the cat sat", "a cat sat down") == pytest.approx(0.8)
     # bag overlap counts repeats: pred x x y, gold x y y -> common 2, P = R = 2/3 -> F1 = 2/3
-    assert squad.f1("x x y", "x y y") == pytest.approx(2 / 3)
-    assert squad.f1("nothing", "else") == 0.0
-    assert squad.f1("", "something") == 0.0
+    assert qa_postprocess.f1("x x y", "x y y") == pytest.approx(2 / 3)
+    assert qa_postprocess.f1("nothing", "else") == 0.0
+    assert qa_postprocess.f1("", "something") == 0.0
 
 
 def test_squad_scores_take_the_max_over_golds_and_mean_over_questions():
     exs = [{"id": "1", "answers": {"text": ["Denver Broncos", "Broncos"]}},
            {"id": "2", "answers": {"text": ["in 1990", "1990s decade"]}}]
     preds = {"1": "broncos", "2": "1990"}
-    scores, per = squad.squad_scores(preds, exs)
+    scores, per = qa_postprocess.squad_scores(preds, exs)
     # q1: EM 1 (matches "Broncos"), F1 1. q2: EM 0; F1 vs "in 1990" = 2*1*0.5/1.5 = 2/3, vs "1990s decade" = 0
     assert per["1"] == {"em": 1.0, "f1": 1.0}
     assert per["2"]["em"] == 0.0 and per["2"]["f1"] == pytest.approx(2 / 3)
@@ -152,9 +154,9 @@ def test_squad_scores_take_the_max_over_golds_and_mean_over_questions():
 
 
 def test_embedding_similarity_identical_is_100_and_empty_is_0():
-    emb = squad.Embedder("all-MiniLM-L6-v2")
+    emb = qa.Embedder("all-MiniLM-L6-v2")
     exs = [{"id": "1", "answers": {"text": ["Denver Broncos"]}}, {"id": "2", "answers": {"text": ["Paris"]}}]
-    score, per = squad.embedding_similarity(emb, {"1": "Denver Broncos", "2": ""}, exs)
+    score, per = qa.embedding_similarity(emb, {"1": "Denver Broncos", "2": ""}, exs)
     assert per["1"] == pytest.approx(1.0, abs=1e-5) and per["2"] == 0.0
     assert score == pytest.approx(50.0, abs=1e-3)
 
@@ -168,7 +170,7 @@ def _squad_json(**qa_over):
 def test_valid_file_parses(tmp_path):
     p = tmp_path / "ok.json"
     p.write_text(json.dumps(_squad_json()))
-    (ex,) = squad.load_file(p)
+    (ex,) = squad_data.load_file(p)
     assert ex["id"] == "qid-7" and ex["answers"] == {"text": ["Bob"], "answer_start": [0]}
 
 
@@ -176,55 +178,55 @@ def test_malformed_json_names_file_and_line(tmp_path):
     p = tmp_path / "bad.json"
     p.write_text('{"data": [\n{"title": "A",, }]}')
     with pytest.raises(LabError, match=r"bad\.json:2: malformed JSON"):
-        squad.load_file(p)
+        squad_data.load_file(p)
 
 
 def test_missing_field_names_the_question(tmp_path):
     d = _squad_json()
     del d["data"][0]["paragraphs"][0]["qas"][0]["question"]
     with pytest.raises(LabError, match=r"question qid-7: missing field 'question'"):
-        squad.parse(d, "x.json")
+        squad_data.parse(d, "x.json")
 
 
 def test_answer_start_mismatch_names_the_question():
     with pytest.raises(LabError, match=r"question qid-7: answer_start 4 does not match answer text 'Bob'"):
-        squad.parse(_squad_json(answers=[{"text": "Bob", "answer_start": 4}]), "x.json")
+        squad_data.parse(_squad_json(answers=[{"text": "Bob", "answer_start": 4}]), "x.json")
 
 
 def test_missing_file_is_a_lab_error(tmp_path):
     with pytest.raises(LabError, match="file not found"):
-        squad.load_file(tmp_path / "nope.json")
+        squad_data.load_file(tmp_path / "nope.json")
 
 
 # ---------------------------------------------------------------- the real dev file and its article split
 def test_dev_file_and_article_disjoint_split(data_dir):
     d = data_dir
-    exs = squad.load_dev(str(d))
+    exs = squad_data.load_dev(str(d))
     assert len(exs) == 10570 and len({e["title"] for e in exs}) == 48
-    tr, ev = squad.split_by_article(exs, 8, seed=3)
+    tr, ev = squad_data.split_by_article(exs, 8, seed=3)
     assert len(tr) + len(ev) == 10570
     assert not {e["title"] for e in tr} & {e["title"] for e in ev}
     assert len({e["title"] for e in ev}) == 8
-    assert squad.split_by_article(exs, 8, seed=3)[1] == ev  # seeded
+    assert squad_data.split_by_article(exs, 8, seed=3)[1] == ev  # seeded
     with pytest.raises(LabError, match="ARTICLES: 48 articles held out"):
-        squad.split_by_article(exs, 48)
+        squad_data.split_by_article(exs, 48)
 
 
 # ---------------------------------------------------------------- methods
 def test_methods_trainable_parameters_and_prompt_logits_align(tok):
     # MiniLM-L6: 6 layers, hidden 384. LoRA r=8 on query+value: 12 adapters x (8*384 + 384*8) = 73,728,
     # plus the span head qa_outputs (384*2 + 2 = 770) -> 74,498. Prompt tuning: 20*384 + 770 = 8,450.
-    lora = squad.create_model("all-MiniLM-L6-v2", "lora", lora_r=8, lora_targets=("query", "value"))
+    lora = qa.create_model("all-MiniLM-L6-v2", "lora", lora_r=8, lora_targets=("query", "value"))
     assert registry.count_parameters(lora)["trainable"] == 12 * 2 * 8 * 384 + 770
-    prompt = squad.create_model("all-MiniLM-L6-v2", "prompt", virtual_tokens=20)
+    prompt = qa.create_model("all-MiniLM-L6-v2", "prompt", virtual_tokens=20)
     assert registry.count_parameters(prompt)["trainable"] == 20 * 384 + 770
-    feats = squad.prepare_train_features(tok, [_example("the word is banana today", "banana")], 64, 16)
-    b = squad.collate(tok, feats)
-    s, e = squad.qa_logits(prompt, b)  # the 20 virtual positions are dropped: logits line up with the input tokens
+    feats = qa.prepare_train_features(tok, [_example("the word is banana today", "banana")], 64, 16)
+    b = qa.collate(tok, feats)
+    s, e = qa.qa_logits(prompt, b)  # the 20 virtual positions are dropped: logits line up with the input tokens
     assert s.shape == e.shape == b["input_ids"].shape
-    assert torch.isfinite(squad.span_loss(prompt, b))
+    assert torch.isfinite(qa.span_loss(prompt, b))
     with pytest.raises(LabError, match="unknown method 'adapter'"):
-        squad.create_model("all-MiniLM-L6-v2", "adapter")
+        qa.create_model("all-MiniLM-L6-v2", "adapter")
 
 
 class _CountingQA(torch.nn.Module):
@@ -248,7 +250,7 @@ def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worke
     feats = [{"input_ids": [1, 2], "attention_mask": [1, 1], "start_positions": 1, "end_positions": 0},
              {"input_ids": [3, 1, 2], "attention_mask": [1, 1, 1], "start_positions": 0, "end_positions": 1}]
     m = _CountingQA()
-    s, e, loss = squad.predict_logits(m, tok, feats, batch_size=1)
+    s, e, loss = qa.predict_logits(m, tok, feats, batch_size=1)
     assert m.calls == 2  # two batches of one feature: one forward pass each (was two: logits, then the loss)
     assert [list(x) for x in s] == [[1.0, 2.0], [3.0, 1.0, 2.0]] and list(e[0]) == [-1.0, -2.0]
     # feature 0: start CE at 1 over logits (1, 2) = log(e+e^2) - 2; end CE at 0 over (-1, -2) = log(e^-1+e^-2) + 1
@@ -258,7 +260,7 @@ def test_predict_logits_runs_the_model_once_per_batch_and_the_loss_is_hand_worke
           + math.log(math.exp(-3) + math.exp(-1) + math.exp(-2)) + 1) / 2
     assert loss == pytest.approx((l0 + l1) / 2, rel=1e-5)
     m.calls = 0
-    squad.predict_logits(m, tok, feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
+    qa.predict_logits(m, tok, feats, batch_size=8)  # one batch, padded: padding is masked out of the loss
     assert m.calls == 1
 
 
