@@ -149,7 +149,7 @@ def validated_sentences(csv_path: str | Path) -> set:
     out = set()
     with io.StringIO(read_text(csv_path, f"the release's {SENTENCES_CSV} (Topic,File,Sentence Number)"), newline="") as f:
         rows = csv.reader(f)
-        header = next(rows, None)
+        next(rows, None)  # the header row
         for i, row in enumerate(rows, start=2):
             if len(row) != 3 or not row[0].strip().isdigit() or not row[2].strip().isdigit():
                 raise LabError(f"{csv_path}:{i}: {row!r}; expected Topic,File,Sentence Number")

@@ -15,6 +15,8 @@ import importlib.util
 from pathlib import Path
 from typing import Callable, NamedTuple
 
+from lib.core.errors import LabError
+
 
 class Rule(NamedTuple):
     names: tuple[str, ...]                # parameters read: NAME or NAME.key

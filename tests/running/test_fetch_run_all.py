@@ -1,6 +1,6 @@
 """First contact anywhere: ./run_all.sh from an empty DATA_DIR fetches what its runs read from a mirror served on
 127.0.0.1 (tests/mirror.py: files copied from the real datasets into a temporary folder), checks every file, and
-runs. No internet is used. The full run is marked `fetch` (select with -m fetch; it runs smoke notebooks)."""
+runs. No internet is used. The smoke test (test_smoke_run_all.py) runs the whole smoke profile this way."""
 import os
 import re
 import subprocess
@@ -12,8 +12,6 @@ from mirror import build, serve
 from lib.core import paths
 from lib.data import download
 
-# one smoke run per dataset: SemEval (01), ECB+ (04), SQuAD (05), minBERT + SICK (06)
-SUBSET = ["01_ffnn/naive", "04_cdec", "05_qa", "06_multitask"]
 
 
 @pytest.fixture(scope="module")
@@ -80,22 +78,3 @@ def test_fetch_only_gets_every_dataset_and_repairs_an_extraction_cut_short(mirro
     assert re.search(r"^data: ecbplus: ecbplus/ECB\+\.zip extracted and checked$", again.stdout, re.M), again.stdout
     assert marker.is_file() and len(list((data / "ecbplus/ECB+").glob("*/*.xml"))) == 982
     assert not list(data.rglob(".*part-*")) and not list(data.rglob(".*extract-*"))
-
-
-@pytest.mark.fetch
-def test_run_all_from_an_empty_data_dir_fetches_and_runs(mirror, tmp_path):
-    """One command from an empty DATA_DIR: the pre-flight fetches what the planned runs read, then they run."""
-    folder, manifest = mirror
-    data, out = tmp_path / "data", tmp_path / "out"
-    subset = os.environ.get("LAB_FETCH_TEST_ONLY", ",".join(SUBSET)).split(",")  # a quicker subset, by hand
-    with serve(folder) as (url, _):
-        proc = _run_all([a for o in subset for a in ("--only", o)], data, out, url, manifest, timeout=3600)
-    text = proc.stdout + proc.stderr
-    assert proc.returncode == 0, text[-6000:]
-    nbs = {o.split("/")[0] for o in subset}
-    for f in download.needed(nbs):
-        assert re.search(rf"^data: {f.dataset}: fetched \d+ file\(s\), [\d.]+ MB from http://127.0.0.1:\d+/\S*, "
-                         r"(gitblob/)?sha256 checksums verified", proc.stdout, re.M), (f.dataset, proc.stdout)
-        assert download.verify(data / f.path, f.check), f.path
-    runs = re.findall(r"^\[\d+/\d+\] (\S+) .* \.\.\. ok \(", proc.stdout, re.M)
-    assert {r.split("/")[0] for r in runs} == nbs, proc.stdout

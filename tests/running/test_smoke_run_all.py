@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+from mirror import build, serve
 
 from lib.core import paths
 from lib.running import browser, claims, profiles, runner, smoke_pins
@@ -17,12 +18,26 @@ ROOT = paths.ROOT
 
 @pytest.fixture(scope="module")
 def smoke_outputs(data_dir, tmp_path_factory):
-    out = tmp_path_factory.mktemp("outputs")
-    env = {**os.environ, "LAB_OUTPUTS": str(out), "LAB_PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke", "--data-dir", str(data_dir)],
-                          env=env, capture_output=True, text=True, timeout=1500)
+    """./run_all.sh --profile smoke as a person on a fresh machine runs it: an empty data folder, the datasets fetched
+    by the runner's pre-flight (here from a mirror of the real files served on 127.0.0.1: no internet), then every run."""
+    out, tmp = tmp_path_factory.mktemp("outputs"), tmp_path_factory.mktemp("fetch")
+    folder, manifest = build(data_dir, tmp)
+    with serve(folder) as (url, _):
+        env = {**os.environ, "LAB_OUTPUTS": str(out), "LAB_PYTHON": sys.executable, "DATA_DIR": str(tmp / "data"),
+               "LAB_DATA_MIRROR": url, "LAB_DATASETS_MANIFEST": str(manifest)}
+        env.pop("LAB_DOWNLOAD", None)
+        proc = subprocess.run(["bash", str(ROOT / "run_all.sh"), "--profile", "smoke"],
+                              env=env, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"run_all.sh failed:\n{proc.stdout}\n{proc.stderr[-4000:]}"
     return out, proc.stdout
+
+
+def test_the_first_run_fetched_every_dataset_it_reads(smoke_outputs):
+    _, stdout = smoke_outputs
+    for name in ("semeval", "ecbplus", "squad", "minbert", "sick"):
+        assert re.search(rf"^data: {name}: fetched \d+ file\(s\), [\d.]+ MB from http://127.0.0.1:\d+/\S*, "
+                         r"(gitblob/)?sha256 checksums verified", stdout, re.M), (name, stdout[:3000])
+    assert "ecbplus/ECB+.zip extracted and checked" in stdout
 
 
 @pytest.mark.parametrize("nb,run", [(nb, run) for nb, run, _ in profiles.RUNS["smoke"]])
