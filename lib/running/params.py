@@ -205,10 +205,14 @@ def _parse_cell(notebook):
 
 def _suggest(name: str, known) -> str:
     """`name` with the closest known names, whatever the case (difflib; else a known name it abbreviates, e.g.
-    temp -> temperature)."""
+    temp -> temperature); a key of a dict parameter is named as one (`epochs` -> `TRAINING={'epochs': ...}`)."""
     by_lower = {k.lower(): k for k in known}
     close = (difflib.get_close_matches(name.lower(), list(by_lower), n=3)
              or [k for k in by_lower if k.startswith(name.lower())][:1])
+    if not close and isinstance(known, dict):
+        inside = [f"{k}={{{name.lower()!r}: ...}}" for k, v in known.items()
+                  if isinstance(v, dict) and name.lower() in v]
+        return f"{name}" + (f" (a key of {' or '.join(inside)}?)" if inside else "")
     return f"{name}" + (f" (did you mean {' or '.join(by_lower[c] for c in close)}?)" if close else "")
 
 

@@ -437,7 +437,7 @@ withheld; see each run's submission.csv).</p>
 {% if failed %}<h2>Failures</h2><ul>
 {% for r in failed %}<li><b>{{ r.notebook }}/{{ r.run }}</b>{% if r.attempt %} ({{ r.attempt }}){% endif %}: {{ r.error }}</li>
 {% endfor %}</ul>{% endif %}
-<table><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>
+<table id="runs"><tr><th>experiment</th><th>run</th><th>profile</th><th>status</th><th>headline metrics</th>
 <th>study reports</th><th>notes</th><th>time</th><th>peak RSS</th><th>files</th></tr>
 {% for r in rows %}<tr{% if r.failed %} class='failed'{% endif %}><td>{{ r.notebook }}</td><td>{{ r.run }}</td>
 <td>{{ r.profile }}</td><td>{{ r.status }}{% if r.attempt %}<br><i>{{ r.attempt }}</i>{% endif %}{% if r.error %}<br>{{ r.error }}{% endif %}</td>

@@ -12,7 +12,7 @@ NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
 def test_unknown_parameter_fails_with_suggestion():
-    with pytest.raises(LabError, match=r"unknown parameter\(s\): BATCH_SIZ \(did you mean BATCH_SIZE\?\)"):
+    with pytest.raises(LabError, match=r"unknown parameter\(s\): BATCH_SIZ \(did you mean BATCH_SIZE\b"):
         params.resolve({"BATCH_SIZ": 3}, "01_ffnn")
 
 
@@ -244,14 +244,16 @@ def test_seed_everything_leaves_the_rngs_where_transformers_set_seed_does():
 
 # ---------------------------------------------------------------- every name checked as given; read-only result
 
-@pytest.mark.parametrize("name, hint", [("epochs", "EPOCHS"), ("Epochs", "EPOCHS"), ("max_steps", "MAX_STEPS"),
-                                        ("lr", "LR")])
+@pytest.mark.parametrize("name, hint", [("seed", r"\(did you mean SEED"), ("Seed", r"\(did you mean SEED"),
+                                        ("max_train_samples", r"\(did you mean MAX_TRAIN_SAMPLES"),
+                                        ("epochs", r"\(a key of TRAINING=\{'epochs': \.\.\.\}\?\)"),
+                                        ("lr", r"\(a key of TRAINING=\{'lr': \.\.\.\}\?\)")])
 def test_injected_name_in_any_case_is_checked(tmp_path, name, hint):
     """papermill -p epochs 1 injects `epochs = 1`: an unknown name whatever its case, not a silent default run."""
     defaults, _ = params.parameters_cell("01_ffnn")
     injected = f"# Parameters\nPROFILE = \"cpu\"\n{name} = 1\nOUTPUT_DIR = \"{tmp_path}\"\n"
     ns = {**defaults, "PROFILE": "cpu", "OUTPUT_DIR": str(tmp_path), name: 1, "In": ["", injected]}
-    with pytest.raises(LabError, match=rf"unknown parameter\(s\): {name} \(did you mean {hint}"):
+    with pytest.raises(LabError, match=rf"unknown parameter\(s\): {name} {hint}"):
         params.setup(ns, "01_ffnn")
 
 

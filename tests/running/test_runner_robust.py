@@ -196,4 +196,5 @@ def test_a_runner_killed_mid_run_leaves_the_last_good_result_and_the_next_one_ke
     assert runs.read_json(out / "97_slow" / "r.failed" / "run.json")["status"] == "interrupted"
     assert not list((out / "97_slow").glob(".r.*-*"))
     page = (out / "index.html").read_text()
-    assert page.count("<tr") == 3 and "failed attempt after the last good result" in page  # header + 2 rows
+    runs_table = page.split('<table id="runs">')[1].split("</table>")[0]  # the run table, below the scorecard
+    assert runs_table.count("<tr") == 3 and "failed attempt after the last good result" in page  # header + 2 rows
