@@ -90,7 +90,7 @@ def test_a_gguf_conversion_killed_before_its_manifest_is_done_again_with_the_sam
     assert again.returncode == 0, again.stderr[-3000:]
     folder, problem = again.stdout.split()[-2:]
     assert problem == "None"  # every file matches the manifest written after it
-    reference = _run([sys.executable, "-c", _CONVERT], LAB_CACHE=tmp_path / "reference")  # never interrupted
+    reference = _run([sys.executable, "-c", _CONVERT])  # never interrupted: the lab's own cache (the smoke run's)
     ref_folder = reference.stdout.split()[-2]
     digest = lambda d: {p.name: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
                         for p in sorted(Path(d).iterdir()) if p.is_file()}
