@@ -3,6 +3,7 @@ parameters, wall time, peak memory, library versions, git commit)."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 import math
 import platform
 import resource
@@ -19,16 +20,27 @@ PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "scikit
             "iterative-stratification", "papermill", "gguf"]
 
 
-def save_figure(fig, P, name: str):
+@dataclass(frozen=True)
+class RunFacts:
+    """What a run's record says about the run itself (the notebook's parameters give it: P.facts())."""
+    out: Path            # the run's folder
+    notebook: str        # e.g. "02_encoders"
+    profile: str         # smoke | cpu | gpu
+    params: dict         # the resolved parameters
+    started: float       # time.time() when the run's set-up began
+    caps: tuple = ()     # the sentences of every sample cap that applied
+
+
+def save_figure(fig, out: Path, name: str):
     """Save as <out>/figures/<name>.png and return the figure so the notebook shows it."""
-    d = Path(P.out) / "figures"
+    d = Path(out) / "figures"
     d.mkdir(parents=True, exist_ok=True)
     fig.savefig(d / f"{name}.png", dpi=110, bbox_inches="tight")
     return fig
 
 
-def save_table(df: pd.DataFrame, P, name: str) -> pd.DataFrame:
-    df.to_csv(Path(P.out) / f"{name}.csv")
+def save_table(df: pd.DataFrame, out: Path, name: str) -> pd.DataFrame:
+    df.to_csv(Path(out) / f"{name}.csv")
     return df
 
 
@@ -80,27 +92,27 @@ def _clean(x):
     return x
 
 
-def finish(P, headline: dict, metrics: dict | None = None, study: list | None = None, notes: list | None = None) -> dict:
+def finish(run: RunFacts, headline: dict, metrics: dict | None = None, study: list | None = None, notes: list | None = None) -> dict:
     """Write <out>/metrics.json. `headline`: the few numbers the index shows; `metrics`: everything else;
     `study`: the study's reported rows for comparison; `notes`: honest caveats shown in the index."""
-    caps = list(P.meta.get("caps", []))
+    caps = list(run.caps)
     if caps:
         print("Data caps applied in this run: " + "; ".join(caps))
     record = {
-        "notebook": P.meta["notebook"],
-        "profile": P.PROFILE,
+        "notebook": run.notebook,
+        "profile": run.profile,
         "headline": headline,
         "metrics": metrics or {},
         "study": study or [],
         "notes": [*(notes or []), *(["caps: " + "; ".join(caps)] if caps else [])],
         "caps": caps,
-        "params": {k: v for k, v in P.items() if k.isupper()},
-        "wall_seconds": time.time() - P.meta["t0"],
+        "params": run.params,
+        "wall_seconds": time.time() - run.started,
         **peak_memory_mb(),
         "versions": versions(),
         "git_commit": git_commit(),
     }
     record = _clean(record)
     faults.point("report.finish")  # the run trained and scored; its record not written
-    (Path(P.out) / "metrics.json").write_text(json.dumps(record, indent=2))
+    (run.out / "metrics.json").write_text(json.dumps(record, indent=2))
     return record

@@ -79,26 +79,23 @@ def check(est: dict, available: int | None = None, overhead: float = 1.2) -> Non
                    f"BATCH_SIZE x MAX_LENGTH).")
 
 
-def check_run(P, notebook: str) -> dict | None:
-    """Before a gpu run trains (called by lib.setup when CUDA is there): estimate the run's main model from its
-    parameters (MODEL, QUANTIZATION, LORA["r"], BATCH_SIZE, MAX_LENGTH, GRADIENT_CHECKPOINTING, MODE) and stop with
+def check_run(model: str, batch_size: int, max_length: int, *, quantization: str = "none", lora_r: int = 0,
+              gradient_checkpointing: bool = False, generative: bool = False) -> dict | None:
+    """Before a gpu run trains (called by lib.setup when CUDA is there): estimate the run's main model and stop with
     a LabError naming the knobs when it will not fit the free GPU memory. A model whose config cannot be read
     (e.g. an embedded registry name) is skipped: returns None."""
     import torch
-    if not torch.cuda.is_available() or not P.get("MODEL") or not P.get("BATCH_SIZE") or not P.get("MAX_LENGTH"):
+    if not torch.cuda.is_available() or not model or not batch_size or not max_length:
         return None
     from transformers import AutoConfig
 
     from lib.models import registry
     registry.hub_token()  # a gated model's config needs the token; on Colab/Kaggle it is in their secrets until now
     try:
-        config = AutoConfig.from_pretrained(P.MODEL, trust_remote_code=False)
-        quant = P.get("QUANTIZATION", "none") if notebook == "03_qlora_decoders" else "none"
-        est = estimate_from_config(config, quantization=quant,
-                                   lora_r=P.get("LORA", {}).get("r", 0) if notebook == "03_qlora_decoders" else 0,
-                                   batch_size=P.BATCH_SIZE, max_length=P.MAX_LENGTH,
-                                   gradient_checkpointing=bool(P.get("GRADIENT_CHECKPOINTING", False)),
-                                   causal_lm=P.get("MODE") == "generative")
+        config = AutoConfig.from_pretrained(model, trust_remote_code=False)
+        est = estimate_from_config(config, quantization=quantization, lora_r=lora_r, batch_size=batch_size,
+                                   max_length=max_length, gradient_checkpointing=gradient_checkpointing,
+                                   causal_lm=generative)
     except (OSError, ValueError, AttributeError, KeyError):
         return None
     check(est)

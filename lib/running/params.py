@@ -79,6 +79,14 @@ class Params(dict):
         import copy
         return Params(copy.deepcopy(dict(self), memo), out=self.out, meta=copy.deepcopy(self.meta, memo))
 
+    def facts(self):
+        """What the run's record (lib.reporting.report.finish) says about the run: its folder, notebook, profile,
+        resolved parameters, start time and the caps that applied."""
+        from lib.reporting.report import RunFacts
+        return RunFacts(out=Path(self.out), notebook=self.meta["notebook"], profile=self["PROFILE"],
+                        params={k: v for k, v in self.items() if k.isupper()}, started=self.meta["t0"],
+                        caps=tuple(self.meta.get("caps", [])))
+
 
 def _rebuild(values, out, meta):
     return Params(values, out=out, meta=meta)
@@ -365,7 +373,12 @@ def setup(ns: dict, notebook: str) -> Params:
     out.mkdir(parents=True, exist_ok=True)
     P = Params(values, out=out, meta={"notebook": notebook, "out": out, "t0": time.time()})
     from lib.running import memory
-    est = memory.check_run(P, notebook)  # on a GPU: stop now, naming the knob to turn, if the run will not fit
+    decoder = notebook == "03_qlora_decoders"  # the one notebook whose quantisation and LoRA rank size the model
+    est = memory.check_run(P.get("MODEL", ""), P.get("BATCH_SIZE", 0), P.get("MAX_LENGTH", 0),
+                           quantization=P.get("QUANTIZATION", "none") if decoder else "none",
+                           lora_r=P.get("LORA", {}).get("r", 0) if decoder else 0,
+                           gradient_checkpointing=bool(P.get("GRADIENT_CHECKPOINTING", False)),
+                           generative=P.get("MODE") == "generative")  # on a GPU: stop now if the run will not fit
     if est:
         P.meta["gpu_memory_estimate_gb"] = round(est["total"] / memory.GB, 2)
     return P

@@ -225,12 +225,12 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
     if probs_holdout is not None and data.holdout is not None:
         np.save(P.out / "probs_holdout.npy", probs_holdout)
         (P.out / "holdout_ids.txt").write_text("\n".join(map(str, data.holdout["ID"])) + "\n")
-    report.save_figure(plots.per_class_bars(val_rep["per_class"], f"{name}: validation P/R/F1 per class"), P,
+    report.save_figure(plots.per_class_bars(val_rep["per_class"], f"{name}: validation P/R/F1 per class"), P.out,
                        "per_class_f1")
     if not np.isin(probs_val, (0, 1)).all():  # 0/1 scores (parsed answers, LABEL_SCORES "answers"): no threshold curve
-        report.save_figure(plots.threshold_curves(y_val, probs_val, EMOTIONS, t), P, "threshold_curves")
+        report.save_figure(plots.threshold_curves(y_val, probs_val, EMOTIONS, t), P.out, "threshold_curves")
     if history is not None and history.evals:
-        report.save_figure(plots.loss_curves(history, f"{name}: loss"), P, "loss_curves")
+        report.save_figure(plots.loss_curves(history, f"{name}: loss"), P.out, "loss_curves")
     notes = list(notes or []) + baseline_verdicts(headline, mets["baselines"])
     if mode != "fixed":
         notes.append(f"validation macro-F1 {headline['val_macro_f1']:.3f} is cross-fitted (thresholds tuned on one half "
@@ -245,7 +245,7 @@ def conclude(P, data: Data, probs_val, probs_test, probs_holdout=None, history=N
                                                                      if "holdout_macro_f1" in headline else ""))
     if data.dropped:
         notes.append(f"bad rows dropped: {sum(len(v) for v in data.dropped.values())}")
-    rec = report.finish(P, headline, mets, STUDY_ROWS[study], notes)
+    rec = report.finish(P.facts(), headline, mets, STUDY_ROWS[study], notes)
     print("\n".join(f"* {n}" for n in rec["notes"]))  # the verdicts in the report itself, not only in the index
     table = pd.DataFrame(val_rep["per_class"]).T
     table["threshold"] = t
@@ -438,7 +438,7 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
     blend_row, w, t = row("blend (weighted mean)", val, [hold_of(m) for m in ms] if hold_ids else None)
     rows.append(blend_row)
     table = pd.DataFrame(rows).set_index("model")
-    report.save_figure(plots.score_bars(table, "Members and blend: validation (in-sample, nested) and hold-out"), P,
+    report.save_figure(plots.score_bars(table, "Members and blend: validation (in-sample, nested) and hold-out"), P.out,
                        "members_and_blend")
     test_ids = ms[0]["test"].index
     for m in ms[1:]:
@@ -467,7 +467,7 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
         notes.append("no hold-out score: not every member saved hold-out probabilities (re-run them)")
     if len(ids) < 300:
         notes.append(f"only {len(ids)} shared validation tweets (a member's MAX_EVAL_SAMPLES): thresholds are unstable")
-    rec = report.finish(P, headline, {"members": table.reset_index().to_dict("records"), "weights": list(w),
+    rec = report.finish(P.facts(), headline, {"members": table.reset_index().to_dict("records"), "weights": list(w),
                                       "thresholds": dict(zip(EMOTIONS, t)), "n_val": len(ids), "n_holdout": len(hold_ids)},
                         STUDY_ROWS["encoders"] + STUDY_ROWS["decoders"][:1], notes)
     return rec, table

@@ -61,4 +61,4 @@ def test_setup_checks_gpu_memory_before_a_run_trains(monkeypatch, tmp_path):
     want = memory.estimate_from_config(CFG, batch_size=P.BATCH_SIZE, max_length=P.MAX_LENGTH)["total"] / memory.GB
     assert P.meta["gpu_memory_estimate_gb"] == round(want, 2) > 0  # the run's own batch and length were estimated
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert memory.check_run(P, "02_encoders") is None
+    assert memory.check_run(P.MODEL, P.BATCH_SIZE, P.MAX_LENGTH) is None

@@ -148,7 +148,7 @@ def test_the_colab_token_is_in_the_environment_before_the_memory_check_reads_the
     monkeypatch.delenv("HF_TOKEN", raising=False)
     try:
         P = params.Params({"MODEL": "google/gemma-2b", "BATCH_SIZE": 8, "MAX_LENGTH": 64})
-        assert memory.check_run(P, "02_encoders") is None
+        assert memory.check_run(P.MODEL, P.BATCH_SIZE, P.MAX_LENGTH) is None
     finally:
         os.environ.pop("HF_TOKEN", None)
     assert seen == ["hf_secret"]
