@@ -71,3 +71,11 @@ def chromium() -> str:
         if not path:
             pytest.skip(f"headless Chromium unavailable: {why or 'installed, but not found on PATH'}")
     return path
+
+
+def runner_script(notebooks: Path, runs: list) -> str:
+    """Python source that starts lib.running.runner.main as run_all.sh does (the smoke profile, then its own
+    command-line arguments), over the notebooks in `notebooks` with profiles.RUNS['smoke'] = `runs`."""
+    return ("import sys; from pathlib import Path; from lib.running import runner, profiles; from lib.core import paths; "
+            f"paths.NOTEBOOKS = Path({str(notebooks)!r}); profiles.RUNS['smoke'] = {runs!r}; "
+            "sys.exit(runner.main(['--profile', 'smoke'] + sys.argv[1:]))")

@@ -13,7 +13,6 @@ from lib.core import paths
 from lib.data import download
 
 
-
 @pytest.fixture(scope="module")
 def mirror(data_dir, tmp_path_factory):
     return build(data_dir, tmp_path_factory.mktemp("mirror"))

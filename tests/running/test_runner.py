@@ -8,6 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import runner_script
 
 from lib.core import paths
 from lib.running import runner
@@ -48,10 +49,7 @@ def test_terminal_shows_one_clean_line_per_run_and_the_kernel_log_keeps_the_nois
     (tmp_path / "nb").mkdir()
     _noisy_notebook(tmp_path / "nb")
     out = tmp_path / "out"
-    code = ("import sys; from pathlib import Path; from lib.running import runner, profiles; from lib.core import paths; "
-            f"paths.NOTEBOOKS = Path({str(tmp_path / 'nb')!r}); "
-            "profiles.RUNS['smoke'] = [('99_noisy', 'a', {}), ('99_noisy', 'b', {})]; "
-            "sys.exit(runner.main(['--profile', 'smoke']))")
+    code = runner_script(tmp_path / "nb", [("99_noisy", "a", {}), ("99_noisy", "b", {})])
     env = {**os.environ, "LAB_OUTPUTS": str(out)}
     proc = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, env=env, capture_output=True, text=True,
                           timeout=300)

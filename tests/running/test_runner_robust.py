@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import runner_script
 
 from lib.core import paths
 from lib.reporting import runs
@@ -169,10 +170,7 @@ def test_a_runner_killed_mid_run_leaves_the_last_good_result_and_the_next_one_ke
               "json.dump({'params': {'OUTPUT_DIR': OUTPUT_DIR}, 'headline': {'f1': 0.5}}, "
               "open(os.path.join(OUTPUT_DIR, 'metrics.json'), 'w'))")
     out = tmp_path / "out"
-    code = ("import sys; from pathlib import Path; from lib.running import runner, profiles; from lib.core import paths; "
-            f"paths.NOTEBOOKS = Path({str(tmp_path / 'nb')!r}); "
-            "profiles.RUNS['smoke'] = [('97_slow', 'r', {})]; "
-            "sys.exit(runner.main(['--profile', 'smoke'] + sys.argv[1:]))")
+    code = runner_script(tmp_path / "nb", [("97_slow", "r", {})])
     env = {**os.environ, "LAB_OUTPUTS": str(out)}
     first = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, env=env, capture_output=True, text=True,
                            timeout=300)
