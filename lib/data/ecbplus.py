@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from lib.core import stages
 from lib.core.errors import LabError, read_text
 
 DEV_TOPICS = (2, 5, 12, 18, 21, 23, 34, 35)
@@ -194,6 +195,7 @@ def event_mentions(docs: list[Doc], sentences: set | None = None, include_neg: b
     return out
 
 
+@stages.timed("load")
 def load_mentions(data_dir: str | Path, all_sentences: bool = False, topics=None) -> list[Mention]:
     """Event mentions of the ECB+ release in `data_dir` (the folder holding ecbplus/ or ecbplus/ itself)."""
     base = Path(data_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.core import paths
+from lib.core import paths, stages
 from lib.core.errors import LabError, read_text, where
 
 EMOTIONS = ["anger", "anticipation", "disgust", "fear", "joy", "love",
@@ -103,6 +103,7 @@ def _row_problem(cells, labelled, seen, line) -> str | None:
     return None
 
 
+@stages.timed("load")
 def load(split: str, data_dir: str = "", on_bad: str = "error") -> Split:
     """Load train/dev/test from <data_dir>/semeval2018_ec/, else the hub copy when online, else a clear error."""
     if split not in FILES:

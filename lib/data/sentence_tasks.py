@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lib.core import paths
+from lib.core import paths, stages
 from lib.core.errors import LabError, read_text
 
 TASKS = ("sst", "para", "sts")  # the multitask model's tasks: SST-5 sentiment, Quora paraphrase, STS similarity
@@ -54,6 +54,7 @@ def _file(data_dir, task: str, split: str) -> Path:
     return path
 
 
+@stages.timed("load")
 def read(task: str, split: str, data_dir="", on_bad: str = "error") -> Table:
     """Read one minBERT file into columns id, <text column(s)>, [label] (label int for sst/cfimdb/quora, float sts)."""
     if on_bad not in ("error", "drop"):
@@ -136,6 +137,7 @@ def sick_to_sts(scores) -> np.ndarray:
     return (s - 1) * 1.25
 
 
+@stages.timed("load")
 def read_sick(data_dir="", sets=("TRAIN", "TRIAL", "TEST")) -> pd.DataFrame:
     """SICK.txt (CRLF, 12 columns) -> id, sentence1, sentence2, similarity (rescaled onto 0-5), relatedness, set."""
     path = paths.data_dir(str(data_dir) if data_dir else "") / "sick" / "SICK.txt"

@@ -6,7 +6,7 @@ import json
 import random
 from pathlib import Path
 
-from lib.core import paths
+from lib.core import paths, stages
 from lib.core.errors import LabError, read_text
 
 DEV_FILE = "squad_v1.1/dev-v1.1.json"
@@ -55,6 +55,7 @@ def parse(data, source: str = "<squad>") -> list[dict]:
     return out
 
 
+@stages.timed("load")
 def load_file(path) -> list[dict]:
     path = Path(path)
     text = read_text(path, "the official SQuAD v1.1 JSON (dev-v1.1.json)")
@@ -71,6 +72,7 @@ def load_dev(data_dir: str = "") -> list[dict]:
     return load_file(paths.data_dir(data_dir) / DEV_FILE)
 
 
+@stages.timed("load")
 def load_hub() -> tuple[list[dict], list[dict]]:
     """The official train and dev sets from the hub (datasets.load_dataset('squad')); gpu profile only."""
     import datasets

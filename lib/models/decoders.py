@@ -15,6 +15,7 @@ from transformers import (
     BitsAndBytesConfig,
 )
 
+from lib.core import stages
 from lib.core.errors import LabError
 from lib.models import registry
 
@@ -236,6 +237,7 @@ class LabelProbs:
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_tokens: int = 24,
                      prefix_cache: bool = True, scores: bool = False):
     """Greedy answers for a list of tweets; with scores=True also (tweets x labels) label scores (LabelProbs).

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
+from lib.core import stages
 from lib.models import registry
 
 
@@ -101,6 +102,7 @@ def bce_loss(pos_weight=None):
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def predict_logits(model, tok, ds: Encoded, batch_size: int = 128) -> np.ndarray:
     model.eval()
     dl, order = loader(tok, ds, batch_size, train=False)

@@ -7,6 +7,8 @@ from collections import Counter
 import torch
 from torch import nn
 
+from lib.core import stages
+
 _TOKEN = re.compile(r"#?\w+|[^\w\s]", re.UNICODE)  # words (hashtags kept whole), single punctuation/emoji
 
 
@@ -63,6 +65,7 @@ class FFNN(nn.Module):
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def predict_proba(model, vocab: Vocab, texts, batch_size: int = 256):
     """Sigmoid probabilities (n_texts, n_labels) as a numpy array."""
     model.eval()

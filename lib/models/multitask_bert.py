@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lib.core import stages
 from lib.core.errors import LabError
 from lib.data.sentence_tasks import TASKS, TaskData
 from lib.models import registry
@@ -166,6 +167,7 @@ def task_losses(model: MultitaskBERT, task: str, batch: dict, sts_loss: str = "l
 # ---------------------------------------------------------------- prediction
 
 @torch.no_grad()
+@stages.timed("predict")
 def embed_all(model: MultitaskBERT, texts, batch_size: int = 128) -> np.ndarray:
     """Sentence embeddings of `texts` in their order (length-sorted batches: less padding), model in eval mode."""
     was = model.training
@@ -183,6 +185,7 @@ def embed_all(model: MultitaskBERT, texts, batch_size: int = 128) -> np.ndarray:
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def predict(model, task: str, frame: pd.DataFrame, batch_size: int = 128, sts_loss: str = "l1"):
     """Predictions of one task on a DataFrame, in its order: sst -> (n, 5) probabilities; para -> P(duplicate);
     sts -> similarity x 5 (about 0-5, unclipped). Also the mean loss when the frame has labels (y)."""
@@ -212,6 +215,7 @@ def predict(model, task: str, frame: pd.DataFrame, batch_size: int = 128, sts_lo
 
 # ---------------------------------------------------------------- warm start (linear probe, then fine-tune)
 
+@stages.timed("train")
 def fit_warm_start(model: MultitaskBERT, data: TaskData, c: float = 0.1, seed: int = 0,
                    sst: pd.DataFrame | None = None) -> dict:
     """Linear probes on the *pretrained* encoder's embeddings (LP-FT: fit the heads first, then fine-tune all):

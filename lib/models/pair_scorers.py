@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lib.core import stages
 from lib.data import ecbplus as E
 
 
@@ -62,6 +63,7 @@ def pair_loss(kind: str = "ce", gamma: float = 2.0, alpha: float = 0.0):
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def _pair_probabilities(model, batches, prob) -> np.ndarray:
     """prob(model, batch on the model's device) -> P(coreferent) per pair, for every batch, in the pairs' order."""
     model.eval()

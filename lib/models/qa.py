@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lib.core import stages
 from lib.core.errors import LabError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the keys of a feature the model takes
@@ -126,6 +127,7 @@ def span_loss_from_logits(s, e, batch) -> torch.Tensor:
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def predict_logits(model, tok, feats, batch_size: int = 64) -> tuple[list, list, float]:
     """Per feature: start and end logits (numpy, unpadded); and the mean span loss (from the same forward pass)."""
     was = model.training
@@ -169,6 +171,7 @@ class Embedder:
         return np.concatenate(out) if out else np.zeros((0, 1))
 
 
+@stages.timed("predict")
 def embedding_similarity(embedder: Embedder, predictions: dict, examples) -> tuple[float, dict]:
     """Cosine similarity of mean-pooled embeddings of prediction and gold (max over gold answers), in percent.
     An empty prediction scores 0. This is an embedding similarity, not BERTScore (no token alignment)."""

@@ -20,7 +20,7 @@ import os
 import shutil
 from pathlib import Path
 
-from lib.core import faults, paths
+from lib.core import faults, paths, stages
 from lib.core.errors import LabError
 
 ENCODER, DECODER, INSTRUCT = "all-MiniLM-L6-v2", "gemma-3-270m", "SmolLM2-135M-Instruct"
@@ -104,6 +104,7 @@ def _gguf_metadata_read_once():
         gguf_utils.load_gguf_checkpoint = original
 
 
+@stages.timed("load")
 def _convert_gguf(name: str, log=print) -> Path:
     """De-quantise an embedded GGUF once into a clean float safetensors checkpoint; return its folder."""
     from lib.core import filehash
@@ -255,6 +256,7 @@ def load_model(name: str, auto_class=None, **kw):
     return _from_pretrained(auto_class or AutoModel, name, **kw)
 
 
+@stages.timed("load")
 def _from_pretrained(cls, name: str, **kw):
     """cls.from_pretrained on the embedded folder of `name` or, for a hub id, with the hub token; hub failures
     become a LabError that names the cause."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.core import faults, paths
+from lib.core import faults, paths, stages
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "scikit-learn", "numpy", "pandas",
             "iterative-stratification", "papermill", "gguf"]
@@ -98,6 +98,7 @@ def finish(run: RunFacts, headline: dict, metrics: dict | None = None, study: li
     caps = list(run.caps)
     if caps:
         print("Data caps applied in this run: " + "; ".join(caps))
+    wall = time.time() - run.started
     record = {
         "notebook": run.notebook,
         "profile": run.profile,
@@ -107,7 +108,8 @@ def finish(run: RunFacts, headline: dict, metrics: dict | None = None, study: li
         "notes": [*(notes or []), *(["caps: " + "; ".join(caps)] if caps else [])],
         "caps": caps,
         "params": run.params,
-        "wall_seconds": time.time() - run.started,
+        "wall_seconds": wall,
+        "stage_seconds": stages.seconds(wall),  # where the minutes went: load, train, predict, other (lib.core.stages)
         **peak_memory_mb(),
         "versions": versions(),
         "git_commit": git_commit(),

@@ -82,6 +82,13 @@ def _models(params: dict) -> str:
     return ", ".join(names) or "(the notebook's own)"
 
 
+def stage_text(stage_seconds: dict) -> str:
+    """'train 300 s (73%), predict 60 s (15%), load 20 s (5%), other 32 s (8%)': largest first, as the card says it."""
+    total = sum(stage_seconds.values()) or 1.0
+    parts = sorted(stage_seconds.items(), key=lambda kv: -kv[1])
+    return ", ".join(f"{k} {v:.0f} s ({100 * v / total:.0f}%)" for k, v in parts)
+
+
 def card_html(name: str, m: dict, pm: dict) -> str:
     """The summary card from metrics.json (`m`, empty when the run failed before writing it) and the notebook's
     papermill metadata (`pm`)."""
@@ -89,6 +96,8 @@ def card_html(name: str, m: dict, pm: dict) -> str:
     facts = [("run", name), ("profile", m.get("profile") or params.get("PROFILE", "?")), ("model", _models(params))]
     if m:
         facts.append(("time", f"{m.get('wall_seconds', 0):.0f} s, peak memory {m.get('peak_rss_mb', 0):,.0f} MB"))
+        if m.get("stage_seconds"):
+            facts.append(("where the time went", stage_text(m["stage_seconds"])))
     if pm.get("end_time"):
         facts.append(("finished", str(pm["end_time"])[:19].replace("T", " ") + " UTC"))
     if m.get("git_commit"):

@@ -2,8 +2,8 @@
 
     python -m lib.running.results_table [--profile cpu] [--outputs DIR] [--write README.md]
 
-One row per run of the profile's plan: its minutes (outputs/timings.json) and its headline metrics (metrics.json),
-then the total. `--write` replaces the text between the README's `<!-- results:start -->` / `<!-- results:end -->`
+One row per run of the profile's plan: its minutes (outputs/timings.json), the stage it spent most of them in
+(metrics.json's stage_seconds: load, train, predict or other) and its headline metrics (metrics.json), then the total. `--write` replaces the text between the README's `<!-- results:start -->` / `<!-- results:end -->`
 markers, so the table shown is always one run's, never typed by hand."""
 from __future__ import annotations
 
@@ -34,27 +34,39 @@ def _read_json(path: Path) -> dict:
         raise LabError(f"{path}:{e.lineno}: damaged JSON ({e.msg}); re-run that run to rewrite it") from None
 
 
-def rows(profile: str, out: Path) -> list[tuple[str, float | None, str]]:
-    """(run, minutes or None when it has not run, headline text) for every run of the profile's plan."""
+def dominant_stage(stage_seconds: dict) -> str:
+    """'train 71%': the stage that took the largest share of a run's wall time ('' when none was recorded)."""
+    total = sum(stage_seconds.values())
+    if not total:
+        return ""
+    name, secs = max(stage_seconds.items(), key=lambda kv: kv[1])
+    return f"{name} {100 * secs / total:.0f}%"
+
+
+def rows(profile: str, out: Path) -> list[tuple[str, float | None, str, str]]:
+    """(run, minutes or None when it has not run, dominant stage, headline text) for every run of the profile's
+    plan."""
     timings = _read_json(out / "timings.json").get(profile, {})
     table = []
     for nb, run, _ in profiles.RUNS[profile]:
         key = f"{nb}/{run}"
         metrics = _read_json(out / nb / run / "metrics.json")
-        headline = metrics.get("headline", {}) if metrics.get("profile") == profile else {}
+        mine = metrics.get("profile") == profile
+        headline = metrics.get("headline", {}) if mine else {}
         seconds = timings.get(key)
         table.append((key, None if seconds is None else seconds / 60,
+                      dominant_stage(metrics.get("stage_seconds") or {}) if mine else "",
                       ", ".join(f"{k} {_fmt(v)}" for k, v in headline.items()) or "not run"))
     return table
 
 
 def markdown(profile: str, out: Path) -> str:
     table = rows(profile, out)
-    lines = ["| run | minutes | headline metrics |", "|---|---|---|"]
-    lines += [f"| {k} | {'–' if m is None else f'{m:.1f}'} | {h} |" for k, m, h in table]
-    done = [m for _, m, _ in table if m is not None]
+    lines = ["| run | minutes | most time in | headline metrics |", "|---|---|---|---|"]
+    lines += [f"| {k} | {'–' if m is None else f'{m:.1f}'} | {st or '–'} | {h} |" for k, m, st, h in table]
+    done = [m for _, m, _, _ in table if m is not None]
     total = f"**{sum(done):.1f}**" + ("" if len(done) == len(table) else f" ({len(table) - len(done)} runs missing)")
-    lines.append(f"| **total** | {total} | |")
+    lines.append(f"| **total** | {total} | | |")
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from lib.core import faults
+from lib.core import faults, stages
 
 FEATURES = ("same_lemma", "lemma_pair_rate", "lemma_pair_log_count", "trigger_overlap", "sentence_overlap",
             "argument_overlap", "same_tag", "doc_similarity", "trigger_cos", "context_cos", "sentence_cos")
@@ -35,6 +35,7 @@ CURVE_FEATURES = {"same head lemma": "same_lemma", "trigger-in-context cosine": 
 
 
 @torch.no_grad()
+@stages.timed("predict")
 def mention_embeddings(model, tok, mentions, batch_size=64, max_length=96) -> dict:
     """{"trigger", "context", "sentence"}: unit vectors per mention from a mean-pooled sentence encoder (no
     training): the trigger text alone; the trigger's own tokens inside its sentence (contextual); the sentence."""
@@ -266,6 +267,7 @@ def keep_top(mask: np.ndarray, scores, cap: int) -> np.ndarray:
     return out
 
 
+@stages.timed("train")
 def first_stage(mentions: dict, pairs: dict, emb: dict, recall: float = 0.0, cap: int = 0, seed: int = 0):
     """Train the ranker on the training pairs and apply it: returns a namespace with
     scores {split: P(coreferent)} (training pairs: out-of-fold by topic), keep {split: boolean mask} (pairs passed

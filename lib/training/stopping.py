@@ -8,6 +8,7 @@ import time
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from lib.core import stages
 from lib.core.errors import LabError
 from lib.training import ranks, trackers
 
@@ -67,7 +68,7 @@ class Evaluation:
         res = None
         if self.acc.is_main_process:
             self.plain.eval()
-            with torch.no_grad():
+            with torch.no_grad(), stages.stage("predict"):
                 res = self.evaluate(self.plain)
             self.plain.train()
             if not isinstance(res, dict) or self.best.monitor not in res:

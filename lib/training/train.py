@@ -32,6 +32,7 @@ from itertools import chain
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
+from lib.core import stages
 from lib.training import checkpoint, ranks, stopping, trackers
 from lib.training.optimization import make_optimizer, make_scheduler
 
@@ -193,6 +194,7 @@ def _checkpoints(acc, cfg: TrainConfig, plain, loader, say, run: Progress, *stat
     return ckpt
 
 
+@stages.timed("train")
 def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> History:
     """Train `model`; after each epoch (and every cfg.eval_every steps) call evaluate(model); keep the best state.
 

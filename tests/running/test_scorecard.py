@@ -135,13 +135,14 @@ def test_report_opens_with_the_card_then_contents_with_code_folded(tmp_path):
         "profile": "cpu", "headline": {"val_macro_f1": 0.5}, "study": [{"model": "X", "val_macro_f1": 0.6}],
         "notes": ["validation macro-F1 0.500 beats chance (0.2)"], "caps": ["MAX_TRAIN_SAMPLES=10: 10 of 99"],
         "params": {"MODEL": "tiny-model"}, "wall_seconds": 12.0, "peak_rss_mb": 100,
+        "stage_seconds": {"load": 3.0, "train": 6.0, "predict": 2.0, "other": 1.0},
         "metrics": {"n_train": 10, "baselines": {"chance": {"val_macro_f1": 0.2}}}}))
     report_html.render(_executed_notebook(run / "notebook.ipynb"), run / "report.html")
     page = (run / "report.html").read_text()
     body = page[page.index("<body"):]
     assert body.index("summary-card") < body.index("report-toc") < body.index("jp-Cell")
     for text in ("99_study/some-run", "tiny-model", "MAX_TRAIN_SAMPLES=10: 10 of 99", "0.600", "beats chance",
-                 "train: 10", "12 s"):
+                 "train: 10", "12 s", "train 6 s (50%), load 3 s (25%), predict 2 s (17%), other 1 s (8%)"):
         assert text in page, text
     assert page.count("<details class=\"folded-cell\">") == 2   # the set-up and the parameters cell, whole
     assert page.count("<details class=\"code-input\">") == 1    # the other code cell's input only

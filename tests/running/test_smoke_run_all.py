@@ -55,8 +55,13 @@ def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
         if any(s in k for s in ("f1", "jaccard", "acc", "em")):
             top = 100 if nb == "05_qa" else 1  # SQuAD's EM/F1 are percentages (the official script's scale)
             assert 0 <= v <= top, f"{k}={v} out of range [0, {top}]"
-    for k in ("wall_seconds", "peak_rss_mb", "versions", "git_commit", "params"):
+    for k in ("wall_seconds", "peak_rss_mb", "versions", "git_commit", "params", "stage_seconds"):
         assert k in m
+    st = m["stage_seconds"]
+    assert set(st) == {"load", "train", "predict", "other"}
+    assert sum(st.values()) == pytest.approx(m["wall_seconds"], abs=0.5)  # the stages split the wall time, no more
+    if nb != "07_emotion_ensemble":  # 07 blends saved probabilities: it loads the data, trains nothing
+        assert st["train"] > 0 and st["predict"] > 0 and st["load"] > 0, st
     assert list((d / "figures").glob("*.png")), "no figures"
     html = (d / "report.html").read_text()
     assert "<html" in html.lower() and "Traceback" not in html and "it/s]" not in html  # no progress-bar spam
