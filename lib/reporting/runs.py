@@ -8,6 +8,7 @@ outputs/<notebook>/.<run>.tmp-PID, .<run>.old-PID   a run being written / swappe
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from lib.core.errors import LabError
@@ -30,6 +31,13 @@ def read_json(path: Path):
         line, col = getattr(e, "lineno", "?"), getattr(e, "colno", "?")
         raise DamagedFile(f"{path}:{line}:{col}: damaged JSON ({getattr(e, 'msg', e)}; {len(text)} characters): "
                           f"expected a complete JSON document") from None
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write a whole file or nothing: a killed process leaves the old file, never half a new one."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def failed_dir(final: Path) -> Path:

@@ -23,7 +23,7 @@ import pandas as pd
 from lib.core.errors import LabError
 from lib.data import sampling, semeval, splits
 from lib.data.semeval import EMOTIONS
-from lib.evaluation import metrics, thresholds
+from lib.evaluation import blending, metrics, thresholds
 from lib.reporting import plots, report
 from lib.training import seeding
 
@@ -168,7 +168,7 @@ def crossfit_score(y, probs, mode: str, fixed: float = 0.5, seed: int = 0) -> fl
     fixed thresholds (nothing tuned) it is the plain macro-F1."""
     if mode == "fixed":
         return metrics.macro_f1(y, thresholds.apply(probs, thresholds.choose(y, probs, mode, fixed)))
-    return nested_blend_score(np.asarray(y), [np.asarray(probs)], seed, step=1.0, mode=mode)
+    return blending.nested_blend_score(np.asarray(y), [np.asarray(probs)], seed, step=1.0, mode=mode)
 
 
 def single_scores(P, data: Data, probs_val, probs_holdout=None, **facts) -> dict:
@@ -341,133 +341,3 @@ def baseline_verdicts(headline: dict, base: dict) -> list[str]:
         if parts:
             lines.append("; ".join(parts))
     return lines
-
-
-# ---------------------------------------------------------------- ensembles of finished emotion runs (notebook 07)
-
-def load_member(run_dir) -> dict:
-    """A finished emotion run's saved probabilities, indexed by tweet ID: {"name", "val", "holdout", "test"}
-    (holdout None when the run did not save it). Errors name the missing file and how to make it; a run whose
-    run.json says it failed is refused (lib.reporting.runs.require_finished)."""
-    from pathlib import Path
-
-    from lib.reporting import runs
-    d = Path(run_dir)
-    runs.require_finished(d, needs=None)
-    out = {"name": f"{d.parent.name}/{d.name}"}
-    for split in ("val", "holdout", "test"):
-        probs, ids = d / f"probs_{split}.npy", d / (f"{split}_ids.txt" if split != "test" else "submission.csv")
-        if not probs.is_file() or not ids.is_file():
-            if split == "holdout":
-                out[split] = None
-                continue
-            raise LabError(f"{probs if not probs.is_file() else ids}: missing; expected the outputs of a finished "
-                           f"emotion run (run it first: ./run_all.sh --only {d.parent.name})")
-        p = np.load(probs)
-        keys = (semeval.read_submission(ids)["ID"].tolist() if split == "test"
-                else ids.read_text().split())
-        if len(keys) != len(p):
-            raise LabError(f"{probs}: {len(p)} rows but {ids} lists {len(keys)} tweets; expected one row per tweet")
-        out[split] = pd.DataFrame(p, index=keys, columns=EMOTIONS)
-    return out
-
-
-def simplex(n: int, k: int) -> list[tuple]:
-    """Every weight vector of n non-negative multiples of 1/k summing to 1 (n=3, k=10: 66 vectors)."""
-    return [tuple(c / k for c in comp) for comp in _compositions(n, k)]
-
-
-def _compositions(n: int, total: int) -> list[tuple]:
-    if n == 1:
-        return [(total,)]
-    return [(i, *rest) for i in range(total + 1) for rest in _compositions(n - 1, total - i)]
-
-
-def fit_blend(y, probs: list, step: float = 0.1, mode: str = "per_class") -> tuple[tuple, np.ndarray, float]:
-    """Weights (on the simplex, `step` apart) and thresholds maximising macro-F1 of the weighted mean of the
-    members' probabilities on (y, probs): (weights, thresholds, macro-F1 on these same rows)."""
-    best = None
-    for w in simplex(len(probs), int(round(1 / step))):
-        p = sum(wi * pi for wi, pi in zip(w, probs))
-        t = thresholds.choose(y, p, mode)
-        f = metrics.macro_f1(y, thresholds.apply(p, t))
-        if best is None or f > best[2] + 1e-12:
-            best = (w, t, f)
-    return best
-
-
-def nested_blend_score(y, probs: list, seed: int = 0, step: float = 0.1, mode: str = "per_class",
-                       folds: int = 2) -> float:
-    """An honest estimate of a blend's macro-F1: weights and thresholds chosen on the other folds of the rows
-    (multi-label stratified), scored on the held-out fold; predictions pooled over the folds."""
-    from iterstrat.ml_stratifiers import MultilabelStratifiedKFold
-    pred = np.zeros_like(y, dtype=int)
-    for fit_idx, held in MultilabelStratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(y, y):
-        w, t, _ = fit_blend(y[fit_idx], [p[fit_idx] for p in probs], step, mode)
-        pred[held] = thresholds.apply(sum(wi * p[held] for wi, p in zip(w, probs)), t)
-    return metrics.macro_f1(y, pred)
-
-
-def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFrame]:
-    """Blend finished emotion runs: weights on the simplex and per-class thresholds chosen on their shared
-    validation tweets only; scored (1) in-sample, (2) nested (chosen on one half of validation, scored on the
-    other: the honest validation number), (3) on the official dev hold-out when every member saved it. Writes the
-    blend's submission.csv, thresholds.json and metrics.json. Returns (record, table of members and blend)."""
-    ms = [load_member(d) for d in member_dirs]
-    labelled = pd.concat([semeval.load(s, P.DATA_DIR, P.ON_BAD_ROWS).df for s in ("train", "dev")]).set_index("ID")
-    ids = [i for i in ms[0]["val"].index if all(i in m["val"].index for m in ms[1:])]
-    if len(ids) < 10:  # caps are nested subsets (same seed), so capped runs share their smallest validation set
-        raise LabError(f"the members share only {len(ids)} validation tweets; expected runs made with the same SPLIT, "
-                       f"N_SPLITS, FOLD and SEED ({', '.join(m['name'] for m in ms)})")
-    y = labelled.loc[ids, EMOTIONS].to_numpy(int)
-    val = [m["val"].loc[ids].to_numpy() for m in ms]
-    has_hold = all(m["holdout"] is not None for m in ms)
-    hold_ids = [i for i in ms[0]["holdout"].index if all(i in m["holdout"].index for m in ms[1:])] if has_hold else []
-    y_h = labelled.loc[hold_ids, EMOTIONS].to_numpy(int) if hold_ids else None
-
-    def row(name, probs, hold):
-        w, t, f_in = fit_blend(y, probs, step, P.THRESHOLDS)
-        r = {"model": name, "weights": ", ".join(f"{x:.1f}" for x in w), "val_macro_f1_insample": f_in,
-             "val_macro_f1_nested": nested_blend_score(y, probs, P.SEED, step, P.THRESHOLDS)}
-        if hold is not None:
-            r["holdout_macro_f1"] = metrics.macro_f1(y_h, thresholds.apply(sum(a * b for a, b in zip(w, hold)), t))
-        return r, w, t
-
-    hold_of = lambda m: m["holdout"].loc[hold_ids].to_numpy() if hold_ids else None  # noqa: E731
-    rows = [row(m["name"], [v], None if not hold_ids else [hold_of(m)])[0] for m, v in zip(ms, val)]
-    blend_row, w, t = row("blend (weighted mean)", val, [hold_of(m) for m in ms] if hold_ids else None)
-    rows.append(blend_row)
-    table = pd.DataFrame(rows).set_index("model")
-    report.save_figure(plots.score_bars(table, "Members and blend: validation (in-sample, nested) and hold-out"), P.out,
-                       "members_and_blend")
-    test_ids = ms[0]["test"].index
-    for m in ms[1:]:
-        if set(m["test"].index) != set(test_ids):
-            raise LabError(f"{m['name']}: its submission.csv predicts {len(m['test']):,} test tweets, {ms[0]['name']}'s "
-                           f"{len(test_ids):,} others; expected the same test file for every member")
-    probs_test = sum(wi * m["test"].loc[test_ids].to_numpy() for wi, m in zip(w, ms))
-    semeval.write_submission(test_ids, thresholds.apply(probs_test, t), P.out / "submission.csv")
-    thresholds.save(t, EMOTIONS, P.out / "thresholds.json")
-    best_member = table.iloc[:-1]["val_macro_f1_nested"].max()
-    headline = {"val_macro_f1": blend_row["val_macro_f1_nested"], "val_macro_f1_insample": blend_row["val_macro_f1_insample"],
-                "best_member_val_macro_f1": float(best_member)}
-    blended = lambda probs: thresholds.apply(sum(wi * p for wi, p in zip(w, probs)), t)  # noqa: E731
-    val_rep = metrics.multilabel_report(y, blended(val), EMOTIONS)  # in-sample: the final weights and thresholds
-    headline.update(val_micro_f1=val_rep["micro_f1"], val_jaccard=val_rep["jaccard"])
-    if "holdout_macro_f1" in blend_row:
-        hold_rep = metrics.multilabel_report(y_h, blended([hold_of(m) for m in ms]), EMOTIONS)
-        headline.update(holdout_macro_f1=blend_row["holdout_macro_f1"], holdout_micro_f1=hold_rep["micro_f1"],
-                        holdout_jaccard=hold_rep["jaccard"])  # Jaccard: SemEval-2018 E-c's official metric
-    verdict = ("the blend beats its best member" if blend_row["val_macro_f1_nested"] > best_member + 0.002 else
-               "the blend does NOT beat its best member") + " on the nested validation estimate"
-    notes = [verdict, f"weights ({', '.join(m['name'] for m in ms)}) = {blend_row['weights']} and per-class thresholds "
-             f"chosen on {len(ids):,} shared validation tweets; the test labels are never used",
-             "val_macro_f1 is nested: chosen on one half of validation, scored on the other, pooled"]
-    if not hold_ids:
-        notes.append("no hold-out score: not every member saved hold-out probabilities (re-run them)")
-    if len(ids) < 300:
-        notes.append(f"only {len(ids)} shared validation tweets (a member's MAX_EVAL_SAMPLES): thresholds are unstable")
-    rec = report.finish(P.facts(), headline, {"members": table.reset_index().to_dict("records"), "weights": list(w),
-                                      "thresholds": dict(zip(EMOTIONS, t)), "n_val": len(ids), "n_holdout": len(hold_ids)},
-                        STUDY_ROWS["encoders"] + STUDY_ROWS["decoders"][:1], notes)
-    return rec, table

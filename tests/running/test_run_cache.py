@@ -14,8 +14,8 @@ from lib.core import filehash, paths
 from lib.core.errors import LabError
 from lib.models import fingerprint, registry
 from lib.reporting import runs
-from lib.running import profiles, runkey, runner
-from lib.studies import emotion
+from lib.running import index, profiles, runkey, runner
+from lib.studies import emotion, emotion_ensemble
 
 
 @pytest.fixture
@@ -205,9 +205,9 @@ def test_a_failed_rerun_keeps_the_last_good_result_and_the_index_shows_both(fake
     assert runs.read_json(final / "run.json")["status"] == "ok"
     assert runs.read_json(final / "metrics.json")["headline"]["val_macro_f1"] == 0.5
     assert runs.read_json(final.with_name("x.failed") / "run.json")["status"] == "failed"
-    rows = runner.collect_runs(fake_lab.out)
+    rows = index.collect_runs(fake_lab.out)
     assert [(r["run"], r["status"], bool(r["attempt"])) for r in rows] == [("x", "ok", False), ("x", "failed", True)]
-    page = runner.build_index(fake_lab.out).read_text()
+    page = index.build_index(fake_lab.out).read_text()
     assert "failed attempt after the last good result" in page and "CUDA out of memory" in page
     runs.require_finished(final)  # the good result is still readable (what load_member checks first)
     fake_lab.fail = None
@@ -234,11 +234,11 @@ def test_load_member_refuses_a_failed_or_missing_run_naming_the_command(fake_lab
     (d / "val_ids.txt").write_text("a\nb\n")
     with pytest.raises(LabError, match=r"02_encoders/bad .*failed: RuntimeError: boom.*\./run_all\.sh --only "
                                        r"02_encoders/bad"):
-        emotion.load_member(d)
+        emotion_ensemble.load_member(d)
     gone = fake_lab.out / "02_encoders" / "gone"
     gone.with_name("gone.failed").mkdir()
     with pytest.raises(LabError, match=r"its last attempt failed .*--only 02_encoders/gone"):
-        emotion.load_member(gone)
+        emotion_ensemble.load_member(gone)
 
 
 def test_a_truncated_metrics_file_fails_the_run_naming_it(fake_lab, monkeypatch):

@@ -11,19 +11,52 @@ import pytest
 from conftest import runner_script
 
 from lib.core import paths
-from lib.running import runner
+from lib.running import index, profiles, runner, timings
 
 
 def test_expected_time_left_from_the_last_measured_runs(tmp_path):
-    assert runner.expected_left("cpu", ["a/x"], {}) == "time left unknown: no earlier run measured"
-    runner.record_timing("cpu", "a/x", 100.0, tmp_path)
-    runner.record_timing("cpu", "b/y", 200.0, tmp_path)
-    runner.record_timing("smoke", "a/x", 5.0, tmp_path)
-    t = runner.load_timings(tmp_path)
+    assert timings.expected_left("cpu", ["a/x"], {}) == "time left unknown: no earlier run measured"
+    timings.record_timing("cpu", "a/x", 100.0, tmp_path)
+    timings.record_timing("cpu", "b/y", 200.0, tmp_path)
+    timings.record_timing("smoke", "a/x", 5.0, tmp_path)
+    t = timings.load_timings(tmp_path)
     assert t == {"cpu": {"a/x": 100.0, "b/y": 200.0}, "smoke": {"a/x": 5.0}}
-    assert runner.expected_left("cpu", ["a/x", "b/y"], t) == "about 5 min left"       # 300 s
-    assert runner.expected_left("cpu", ["b/y", "c/z"], t) == "about 3 min left + 1 run(s) never measured"
-    assert runner.expected_left("smoke", ["a/x"], t) == "about 5 s left"
+    assert timings.expected_left("cpu", ["a/x", "b/y"], t) == "about 5 min left"       # 300 s
+    assert timings.expected_left("cpu", ["b/y", "c/z"], t) == "about 3 min left + 1 run(s) never measured"
+    assert timings.expected_left("smoke", ["a/x"], t) == "about 5 s left"
+
+
+
+def test_a_first_run_estimates_from_the_shipped_reference_rescaled_as_runs_finish(tmp_path):
+    reference = {"cpu": {"a/x": 100.0, "b/y": 200.0, "c/z": 300.0}}  # seconds on the reference machine
+    keys = ["a/x", "b/y", "c/z"]
+    assert timings.expected_left("cpu", keys, {}, reference) == (
+        "about 10 min left; reference timings, not yet rescaled to this machine")  # 600 s, speed 1 for now
+    measured = timings.record_timing("cpu", "a/x", 120.0, tmp_path)  # this machine: 1.2 x the reference
+    assert timings.speed("cpu", measured, reference) == (1.2, 1)
+    assert timings.expected_left("cpu", keys[1:], measured, reference) == (
+        "about 10 min left; reference timings x 1.20, this machine's speed from 1 finished run(s)")  # 500 x 1.2
+    assert timings.expected("cpu", "a/x", measured, reference) == 120.0  # a run measured here: its own time
+    assert timings.time_limit("cpu", "c/z", measured, reference=reference) == pytest.approx(3 * 300 * 1.2)
+    assert timings.expected_left("cpu", ["d/new"], measured, reference) == "time left unknown: no earlier run measured"
+
+
+def test_write_reference_takes_a_full_run_s_timings_and_names_the_machine(tmp_path):
+    out, ref = tmp_path / "out", tmp_path / "reference.json"
+    timings.record_timing("cpu", "a/x", 90.0, out)
+    timings.record_timing("cpu", "b/y", 30.0, out)
+    written = timings.write_reference("cpu", out, ref)
+    assert timings.load_reference(ref) == {"cpu": {"a/x": 90.0, "b/y": 30.0}}
+    assert written["measured"]["cpu"]["total_minutes"] == 2.0 and "cores" in written["measured"]["cpu"]["machine"]
+    with pytest.raises(SystemExit, match="no smoke timings"):
+        timings.write_reference("smoke", out, ref)
+
+
+def test_the_shipped_reference_covers_the_cpu_and_smoke_plans():
+    reference = timings.load_reference()
+    for profile in ("cpu", "smoke"):
+        planned = {f"{nb}/{run}" for nb, run, _ in profiles.RUNS[profile]}
+        assert planned <= reference.get(profile, {}).keys(), planned - reference.get(profile, {}).keys()
 
 
 NOISY = [
@@ -64,7 +97,7 @@ def test_terminal_shows_one_clean_line_per_run_and_the_kernel_log_keeps_the_nois
     log = (out / "99_noisy" / "a" / "kernel.log").read_text()
     assert "without encryption" in log and "Address already in use" in log and "KeyboardInterrupt caught" in log
     assert json.loads((out / "timings.json").read_text())["smoke"].keys() == {"99_noisy/a", "99_noisy/b"}
-    assert runner.broken_links(out) == []
+    assert index.broken_links(out) == []
     again = subprocess.run([sys.executable, "-c", code], cwd=paths.ROOT, env=env, capture_output=True, text=True,
                            timeout=300)
     assert "[1/2] 99_noisy/a (about " in again.stdout and "[2/2] 99_noisy/b (about " in again.stdout
@@ -79,7 +112,7 @@ def test_broken_links_finds_missing_targets_and_empty_images(tmp_path):
                                      "<a href='figures/gone.png'>gone</a></html>")
     (tmp_path / "index.html").write_text("<a href='01_x/r/report.html'>report</a>"
                                          "<img src='01_x/r/figures/curve.png'><a href='01_x/r/metrics.json'>m</a>")
-    problems = runner.broken_links(tmp_path)
+    problems = index.broken_links(tmp_path)
     assert len(problems) == 3
     assert any("index.html: <a> 01_x/r/metrics.json" in p for p in problems)
     assert any("report.html: <a> figures/gone.png" in p for p in problems)
@@ -87,7 +120,7 @@ def test_broken_links_finds_missing_targets_and_empty_images(tmp_path):
     (run / "metrics.json").write_text("{}")
     (run / "figures" / "gone.png").write_bytes(b"png")
     (run / "report.html").write_text("<img src='figures/gone.png'>")
-    assert runner.broken_links(tmp_path) == []
+    assert index.broken_links(tmp_path) == []
 
 
 def test_finished_run_with_same_parameters_code_and_data_is_cached(tmp_path, monkeypatch):
@@ -154,13 +187,13 @@ def test_index_page_lists_runs_escapes_text_and_links_resolve(tmp_path):
     for d, status, err in ((good, "ok", None), (bad, "failed", "SPLIT=<b>nope</b> is not one of kfold | dev")):
         (d / "run.json").write_text(json.dumps({"notebook": "01_x", "run": d.name, "profile": "smoke", "status": status,
                                                 "error": err, "elapsed_seconds": 12.6}))
-    page = runner.build_index(tmp_path).read_text()
+    page = index.build_index(tmp_path).read_text()
     assert "<h2>Failures</h2>" in page and "SPLIT=&lt;b&gt;nope&lt;/b&gt;" in page and "<b>nope</b>" not in page
     assert "val_macro_f1: <b>0.512</b>" in page and "steps: <b>7</b>" in page and "1234 MB" in page
     assert "model paper, f1 0.6" in page and "capped &lt;100&gt; rows" in page and ">13s<" in page
     assert page.count("class='failed'") == 1 and "2 runs;" in page
     assert "href='01_x/good/report.html'" in page and "src='01_x/good/figures/curve.png'" in page
-    assert runner.broken_links(tmp_path) == []
+    assert index.broken_links(tmp_path) == []
 
 
 def test_only_picks_a_notebook_or_one_run_of_it():

@@ -13,7 +13,7 @@ from conftest import runner_script
 
 from lib.core import paths
 from lib.reporting import runs
-from lib.running import runner
+from lib.running import attempts, index, runner, timings
 
 
 def _notebook(folder: Path, name: str, code: str) -> None:
@@ -58,15 +58,15 @@ def _running(pid: int, wait: float = 10.0) -> bool:
 
 
 def test_the_time_limit_comes_from_measured_time_a_flag_or_the_environment(monkeypatch):
-    monkeypatch.delenv(runner.TIME_LIMIT_ENV, raising=False)
-    timings = {"cpu": {"a/x": 400.0, "a/y": 10.0}}
-    assert runner.time_limit("cpu", "a/x", timings) == 400.0 * runner.TIME_LIMIT_FACTOR
-    assert runner.time_limit("cpu", "a/y", timings) == runner.MIN_TIME_LIMIT
-    assert runner.time_limit("cpu", "a/new", timings) == runner.UNMEASURED_LIMIT["cpu"]
-    monkeypatch.setenv(runner.TIME_LIMIT_ENV, "50")
-    assert runner.time_limit("cpu", "a/x", timings) == 50.0
-    assert runner.time_limit("cpu", "a/x", timings, override=0) is None  # --time-limit 0: none
-    assert runner.time_limit("cpu", "a/x", timings, override=70) == 70.0
+    monkeypatch.delenv(timings.TIME_LIMIT_ENV, raising=False)
+    measured = {"cpu": {"a/x": 400.0, "a/y": 10.0}}
+    assert timings.time_limit("cpu", "a/x", measured) == 400.0 * timings.TIME_LIMIT_FACTOR
+    assert timings.time_limit("cpu", "a/y", measured) == timings.MIN_TIME_LIMIT
+    assert timings.time_limit("cpu", "a/new", measured) == timings.UNMEASURED_LIMIT["cpu"]
+    monkeypatch.setenv(timings.TIME_LIMIT_ENV, "50")
+    assert timings.time_limit("cpu", "a/x", measured) == 50.0
+    assert timings.time_limit("cpu", "a/x", measured, override=0) is None  # --time-limit 0: none
+    assert timings.time_limit("cpu", "a/x", measured, override=70) == 70.0
 
 
 def _run_dir(d: Path, status="ok", **extra):
@@ -83,8 +83,8 @@ def test_leftovers_of_killed_runners_are_not_listed_and_are_cleaned_up(tmp_path)
     _run_dir(nb / ".a.tmp-999991")  # a runner killed mid-run: its half-made attempt (a copied run.json in it)
     _run_dir(nb / ".a.old-999992")  # killed between its two renames with `a` already in place: stale
     _run_dir(nb / ".b.old-999993")  # killed between its two renames: `b` is gone, its good result is here
-    assert [(r["run"], r["attempt"]) for r in runner.collect_runs(tmp_path)] == [("a", "")]  # no duplicate rows
-    done = runner.sweep(tmp_path)
+    assert [(r["run"], r["attempt"]) for r in index.collect_runs(tmp_path)] == [("a", "")]  # no duplicate rows
+    done = attempts.sweep(tmp_path)
     assert len(done) == 3, done
     assert sorted(p.name for p in nb.iterdir() if not p.name.endswith(".lock")) == ["a", "a.failed", "b"]
     assert runs.read_json(nb / "a.failed" / "run.json")["status"] == "interrupted"
@@ -99,13 +99,13 @@ def test_damaged_json_is_named_instead_of_stopping_the_runner(tmp_path, capsys):
     _run_dir(tmp_path / "01_x" / "halfmetrics")
     (tmp_path / "01_x" / "halfmetrics" / "metrics.json").write_text('{"headline": {"f1": 0.')
     (tmp_path / "timings.json").write_text('{"smoke": {"01_x/good": 1')
-    rows = {r["run"]: r for r in runner.collect_runs(tmp_path)}
+    rows = {r["run"]: r for r in index.collect_runs(tmp_path)}
     assert rows["good"]["status"] == "ok"
     assert rows["cut"]["status"] == "damaged" and "cut/run.json:1:" in rows["cut"]["error"]
     assert "halfmetrics/metrics.json:1:" in rows["halfmetrics"]["error"]
-    page = runner.build_index(tmp_path).read_text()
+    page = index.build_index(tmp_path).read_text()
     assert "damaged JSON" in page
-    assert runner.load_timings(tmp_path) == {}
+    assert timings.load_timings(tmp_path) == {}
     assert f"{tmp_path / 'timings.json'}:1:" in capsys.readouterr().err
     assert not runner.cached(tmp_path / "01_x" / "cut", {})
 
@@ -113,8 +113,8 @@ def test_damaged_json_is_named_instead_of_stopping_the_runner(tmp_path, capsys):
 def test_index_and_timings_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
     """A crash (disk full) while writing leaves the previous index.html and timings.json intact."""
     _run_dir(tmp_path / "01_x" / "good")
-    runner.record_timing("smoke", "01_x/good", 12.0, tmp_path)
-    runner.build_index(tmp_path)
+    timings.record_timing("smoke", "01_x/good", 12.0, tmp_path)
+    index.build_index(tmp_path)
     before = (tmp_path / "index.html").read_text(), (tmp_path / "timings.json").read_text()
     real = Path.write_text
 
@@ -123,9 +123,9 @@ def test_index_and_timings_are_written_whole_or_not_at_all(tmp_path, monkeypatch
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(Path, "write_text", half_then_full_disk)
     with pytest.raises(OSError):
-        runner.build_index(tmp_path)
+        index.build_index(tmp_path)
     with pytest.raises(OSError):
-        runner.record_timing("smoke", "01_x/good", 99.0, tmp_path)
+        timings.record_timing("smoke", "01_x/good", 99.0, tmp_path)
     monkeypatch.setattr(Path, "write_text", real)
     assert ((tmp_path / "index.html").read_text(), (tmp_path / "timings.json").read_text()) == before
 

@@ -11,7 +11,7 @@ import pytest
 from mirror import build, serve
 
 from lib.core import paths
-from lib.running import browser, claims, profiles, runner, smoke_pins
+from lib.running import browser, claims, index, profiles, smoke_pins
 
 ROOT = paths.ROOT
 
@@ -75,9 +75,9 @@ def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
 
 def test_index_lists_every_run(smoke_outputs):
     out, _ = smoke_outputs
-    index = (out / "index.html").read_text()
+    page = (out / "index.html").read_text()
     for nb, run, _ in profiles.RUNS["smoke"]:
-        assert f"{nb}/{run}/report.html" in index
+        assert f"{nb}/{run}/report.html" in page
 
 
 def test_smoke_metrics_match_the_pinned_values(smoke_outputs):
@@ -90,7 +90,7 @@ def test_smoke_metrics_match_the_pinned_values(smoke_outputs):
 
 def test_every_link_and_image_of_the_index_and_reports_resolves(smoke_outputs):
     out, _ = smoke_outputs
-    assert runner.broken_links(out) == []
+    assert index.broken_links(out) == []
 
 
 def test_scorecard_has_a_verdict_for_every_claim(smoke_outputs):

@@ -4,14 +4,14 @@ import pytest
 
 from lib.core.errors import LabError
 from lib.data import semeval
-from lib.evaluation import metrics, thresholds
+from lib.evaluation import blending, metrics, thresholds
 from lib.running import params
-from lib.studies import emotion
+from lib.studies import emotion, emotion_ensemble
 
 
 def test_simplex_weights():
-    assert emotion.simplex(2, 2) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
-    w = emotion.simplex(3, 10)
+    assert blending.simplex(2, 2) == [(0.0, 1.0), (0.5, 0.5), (1.0, 0.0)]
+    w = blending.simplex(3, 10)
     assert len(w) == 66 and all(abs(sum(x) - 1) < 1e-9 for x in w)  # C(12, 2) = 66
 
 
@@ -23,10 +23,10 @@ def test_fit_blend_puts_the_weight_on_the_informative_member():
     y = rng.integers(0, 2, (120, 11))
     y[:6] = 1  # every class has positives
     a, b = y.astype(float), rng.random(y.shape)
-    w, t, f = emotion.fit_blend(y, [a, b], step=0.5)
+    w, t, f = blending.fit_blend(y, [a, b], step=0.5)
     assert f == pytest.approx(1.0) and w[0] >= 0.5
-    assert emotion.nested_blend_score(y, [a, b], seed=0, step=0.5) == pytest.approx(1.0)
-    _, _, f_noise = emotion.fit_blend(y, [b], step=0.5)
+    assert blending.nested_blend_score(y, [a, b], seed=0, step=0.5) == pytest.approx(1.0)
+    _, _, f_noise = blending.fit_blend(y, [b], step=0.5)
     assert f_noise < 0.8
 
 
@@ -34,11 +34,11 @@ def test_load_member_names_the_missing_file(tmp_path):
     d = tmp_path / "02_encoders" / "x"
     d.mkdir(parents=True)
     with pytest.raises(LabError, match=r"probs_val.npy: missing; .*--only 02_encoders"):
-        emotion.load_member(d)
+        emotion_ensemble.load_member(d)
     np.save(d / "probs_val.npy", np.zeros((3, 11)))
     (d / "val_ids.txt").write_text("a\nb\n")
     with pytest.raises(LabError, match="3 rows but .* lists 2 tweets"):
-        emotion.load_member(d)
+        emotion_ensemble.load_member(d)
 
 
 def _member(d, ids, probs, test_ids, test_probs, hold=None):
@@ -69,7 +69,7 @@ def test_ensemble_end_to_end_on_real_ids(data_dir, tmp_path):
                        "ON_BAD_ROWS": "error"},
                       out=tmp_path / "out", meta={"notebook": "07_emotion_ensemble", "t0": 0.0})
     P.out.mkdir()
-    rec, table = emotion.ensemble(P, [tmp_path / "runs" / "01_ffnn" / "a", tmp_path / "runs" / "02_encoders" / "b"], 0.5)
+    rec, table = emotion_ensemble.ensemble(P, [tmp_path / "runs" / "01_ffnn" / "a", tmp_path / "runs" / "02_encoders" / "b"], 0.5)
     assert list(table.index) == ["01_ffnn/a", "02_encoders/b", "blend (weighted mean)"]
     assert table.loc["01_ffnn/a", "val_macro_f1_nested"] > table.loc["02_encoders/b", "val_macro_f1_nested"] + 0.3
     h = rec["headline"]
@@ -91,7 +91,7 @@ def test_members_must_predict_the_same_test_tweets(data_dir, tmp_path):
                       out=tmp_path / "out", meta={"notebook": "07_emotion_ensemble", "t0": 0.0})
     P.out.mkdir()
     with pytest.raises(LabError, match="02_encoders/b: its submission.csv predicts 10 test tweets"):
-        emotion.ensemble(P, [tmp_path / "01_ffnn" / "a", tmp_path / "02_encoders" / "b"], 0.5)
+        emotion_ensemble.ensemble(P, [tmp_path / "01_ffnn" / "a", tmp_path / "02_encoders" / "b"], 0.5)
 
 
 def test_crossfit_score_is_plain_with_fixed_thresholds_and_honest_with_tuned_ones():
