@@ -8,7 +8,7 @@
 # --no-download or LAB_DOWNLOAD=0: missing files stop it with the command that fetches them elsewhere).
 # Set-up (first run): a virtual environment in .venv (unless one is active or LAB_PYTHON is set) with
 # requirements.txt; on a machine without an NVIDIA GPU the CPU build of torch first (LAB_TORCH_SPEC, default
-# torch==2.13.0). Re-runs skip installing while requirements*.txt are unchanged.
+# torch==2.13.0). Re-runs skip installing while requirements.txt and requirements-nodeps.txt are unchanged.
 set -euo pipefail
 cd "$(dirname "$0")"
 

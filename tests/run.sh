@@ -5,4 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=$(./run_all.sh --setup-only)
+# the optional tracking extra (TRACK="mlflow") is tested too
+"$PY" -c 'import mlflow' 2>/dev/null || "$PY" -m pip install -q --disable-pip-version-check -r requirements-tracking.txt
 exec "$PY" -m pytest tests "$@"

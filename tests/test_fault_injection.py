@@ -9,6 +9,7 @@ command runs again. It must end with the numbers of an uninterrupted run, and no
 | gguf.convert         | a GGUF's float checkpoint is written (no manifest yet)      | convert again, same files          |
 | embeddings.write     | 04's mention-embedding cache is written (no checksum yet)   | compute again, same embeddings     |
 | (checkpoint save)    | accelerate saves a training checkpoint (tests/training/test_checkpoint.py, marked `faults` too) | resume from the last complete save |
+| train.checkpoint_saved | a notebook's training, right after a checkpoint (run_all.sh, CHECKPOINT_EVERY) | resume there, same numbers |
 """
 import hashlib
 import json
@@ -119,3 +120,42 @@ def test_an_embedding_cache_killed_before_its_checksum_is_never_reused(data_dir,
     assert json.loads(again.stdout.splitlines()[-1]) == json.loads(reference.stdout.splitlines()[-1])
     warm = _run(cmd, LAB_CACHE=cache)  # and what the re-run cached verifies and reads back the same
     assert json.loads(warm.stdout.splitlines()[-1]) == json.loads(reference.stdout.splitlines()[-1])
+
+
+def test_a_notebook_killed_in_training_resumes_from_its_checkpoint_with_the_same_numbers(data_dir, tmp_path):
+    """run_all.sh's run of 01 (smoke: 5 optimiser steps, a checkpoint after each) is killed right after its third
+    checkpoint; run again, it resumes at step 3 and ends with the numbers of an uninterrupted run. TRACK rides along:
+    the finished run's folder holds the training curves, read back from the TensorBoard event files."""
+    def run_all(out, fault=""):
+        code = ("import sys; from lib.running import runner, profiles; "
+                "profiles.RUNS['smoke'] = [('01_ffnn', 'resume', {'CHECKPOINT_EVERY': 1, 'TRACK': 'tensorboard'})]; "
+                f"sys.exit(runner.main(['--profile', 'smoke', '--no-download', '--data-dir', {str(data_dir)!r}]))")
+        return _run([sys.executable, "-c", code], fault=fault, LAB_OUTPUTS=out)
+
+    whole = run_all(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stdout + whole.stderr[-3000:]
+    out = tmp_path / "out"
+    killed = run_all(out, fault="train.checkpoint_saved@3")
+    assert killed.returncode == 1 and "01_ffnn/resume" in killed.stderr, killed.stdout + killed.stderr[-3000:]
+    ckpt = out / "01_ffnn" / "resume.checkpoints" / "training-01"
+    assert json.loads((ckpt / "latest.json").read_text())["step"] == 3  # the last complete save survived the kill
+
+    again = run_all(out)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    run = out / "01_ffnn" / "resume"
+    notebook = (run / "notebook.ipynb").read_text()
+    assert "resumed from" in notebook and "at step 3" in notebook
+    assert _headline(run) == _headline(tmp_path / "whole" / "01_ffnn" / "resume")
+    assert not (out / "01_ffnn" / "resume.checkpoints").exists()  # a finished run keeps no checkpoints
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    events = sorted((run / "tracking").rglob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event files in the run folder"
+    steps = set()
+    for e in events:  # the killed attempt's curve is not in this folder: only the resumed one (steps 4 and 5)
+        acc = EventAccumulator(str(e.parent))
+        acc.Reload()
+        if "train_loss" in acc.Tags()["scalars"]:
+            steps |= {ev.step for ev in acc.Scalars("train_loss")}
+    assert steps == {4, 5}, steps
+    assert "tensorboard --logdir tracking" in (run / "report.html").read_text()

@@ -33,3 +33,25 @@ def test_train_model_trains_under_the_dict():
                        log=lambda *_: None, monitor="neg")
     assert hist.optimizer_steps == 3
     assert hist.best["neg"] > -4.0  # moved from the start (weight near 0: loss ~4) toward y = 2
+
+
+def test_each_training_of_a_run_checkpoints_into_its_own_numbered_folder(tmp_path, monkeypatch):
+    """A notebook that trains several models (folds, methods, variants) gives each its own checkpoint folder,
+    numbered in the order they start, so a re-run of the notebook finds each training's checkpoints again."""
+    import itertools
+
+    from lib.training import config
+    monkeypatch.setattr(config, "_trainings", itertools.count(1))  # a fresh process: the first training is 01
+    seen = []
+    monkeypatch.setattr(config.train, "fit", lambda model, b, l, e, cfg, log: seen.append(cfg))
+    run = {"checkpoint_dir": str(tmp_path / "ckpt"), "save_every": 5, "resume": True, "track": "tensorboard",
+           "track_dir": str(tmp_path / "tracking")}
+    for _ in range(2):
+        train_model(None, [], None, None, {"epochs": 1, **run})
+    assert [c.checkpoint_dir for c in seen] == [str(tmp_path / "ckpt" / "training-01"),
+                                                str(tmp_path / "ckpt" / "training-02")]
+    assert [c.track_dir for c in seen] == [str(tmp_path / "tracking" / "training-01"),
+                                           str(tmp_path / "tracking" / "training-02")]
+    assert config.run_fields({"epochs": 3, **run}) == run  # what 04's decoder takes over from TRAINING
+    train_model(None, [], None, None, {"epochs": 1})  # no checkpoint_dir: none made up
+    assert seen[-1].checkpoint_dir == "" and seen[-1].track_dir == ""

@@ -41,6 +41,12 @@ def run_lock(final: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def checkpoints_dir(final: Path) -> Path:
+    """Where a run's trainings checkpoint (`<run>.checkpoints` beside the run folder): it outlives a killed attempt,
+    so the next attempt resumes from it; removed once the run finishes."""
+    return final.parent / f"{final.name}.checkpoints"
+
+
 def is_good(run_dir: Path) -> bool:
     try:
         return runs.read_json(run_dir / runs.RUN_JSON).get("status") == "ok"

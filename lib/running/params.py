@@ -342,11 +342,25 @@ def hand_run_name(P: dict, explicit: set[str]) -> str:
     """Folder of a run made by hand (papermill or Jupyter, no OUTPUT_DIR): named by the parameters set, so two
     different hand-made runs never overwrite each other: e.g. `hand-cpu-EPOCHS=5,LR=0.0001-3f2a9c1d`."""
     import hashlib
-    given = {k: P[k] for k in sorted(explicit) if k in P and k not in ("PROFILE", "OUTPUT_DIR", "DATA_DIR")}
+    given = {k: P[k] for k in sorted(explicit) if k in P and k not in ("PROFILE", "DATA_DIR", *RUN_ONLY)}
     text = ",".join(f"{k}={v}" for k, v in given.items())
     slug = re.sub(r"[^A-Za-z0-9=.,_-]+", "_", text)[:60] or "defaults"
     digest = hashlib.sha256(json.dumps(given, sort_keys=True, default=str).encode()).hexdigest()[:8]
     return f"hand-{P['PROFILE']}-{slug}-{digest}"
+
+
+# parameters that say how a run is made, not what it computes: left out of its cache key (lib.running.runkey)
+RUN_ONLY = ("OUTPUT_DIR", "RESUME", "CHECKPOINT_EVERY", "CHECKPOINT_DIR", "TRACK")
+
+
+def training_run_keys(values: dict, out: Path) -> dict:
+    """The TrainConfig keys a training notebook's RESUME, CHECKPOINT_EVERY, CHECKPOINT_DIR and TRACK set: checkpoints
+    every CHECKPOINT_EVERY optimiser steps into CHECKPOINT_DIR (default <run folder>/checkpoints), resumed from when
+    RESUME, and curves tracked into <run folder>/tracking."""
+    every = values.get("CHECKPOINT_EVERY", 0)
+    return {"checkpoint_dir": (values.get("CHECKPOINT_DIR") or str(out / "checkpoints")) if every else "",
+            "save_every": every, "resume": bool(values.get("RESUME")) and bool(every),
+            "track": values.get("TRACK", ""), "track_dir": str(out / "tracking") if values.get("TRACK") else ""}
 
 
 def edited_keys(value: dict, default: dict) -> dict:
@@ -371,6 +385,8 @@ def setup(ns: dict, notebook: str) -> Params:
     seed_everything(values.get("SEED", 0))
     out = Path(values.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(values, explicit))
     out.mkdir(parents=True, exist_ok=True)
+    if "TRAINING" in values and "RESUME" in values:
+        values = {**values, "TRAINING": {**values["TRAINING"], **training_run_keys(values, out)}}
     P = Params(values, out=out, meta={"notebook": notebook, "out": out, "t0": time.time()})
     from lib.running import memory
     decoder = notebook == "03_qlora_decoders"  # the one notebook whose quantisation and LoRA rank size the model

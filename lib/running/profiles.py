@@ -89,6 +89,12 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
 }
 
+# gpu runs take hours: they checkpoint every this many optimiser steps, so a killed run resumes (RESUME); cpu runs take
+# minutes and save none (a checkpoint of a full fine-tune costs seconds and disk)
+GPU_CHECKPOINT_EVERY = 200
+for _nb in ("02_encoders", "03_qlora_decoders", "04_cdec", "05_qa", "06_multitask"):
+    PRESETS[_nb]["gpu"].setdefault("CHECKPOINT_EVERY", GPU_CHECKPOINT_EVERY)
+
 # run_all.sh: per profile, the runs to make: (notebook, run name, parameters beyond the profile's presets).
 _NAIVE = {"CLASS_WEIGHTS": False, "THRESHOLDS": "fixed", "FIXED_THRESHOLD": 0.5}  # the study's naive setting
 _FFNN_RUNS = [

@@ -105,6 +105,10 @@ def card_html(name: str, m: dict, pm: dict) -> str:
     sizes = _sizes(m.get("metrics", {}))
     facts.append(("data", "; ".join(sizes) if sizes else "see the data section"))
     facts.append(("caps applied", "; ".join(m.get("caps", [])) or "none (all data)"))
+    if params.get("TRACK"):
+        view = ("tensorboard --logdir tracking" if params["TRACK"] == "tensorboard"
+                else "mlflow ui --backend-store-uri tracking")
+        facts.append(("training curves", f"{params['TRACK']}: tracking/ beside this report ({view})"))
     parts = [f"<div id='{CARD_ID}'><h2>Summary: {html.escape(name)}</h2>"]
     if pm.get("exception") or not m:
         parts.append("<p class='verdict-contradicted'>This run did not finish: the failing cell's error is shown in "

@@ -4,7 +4,7 @@ not change and `run_all.sh --explain RUN` can say which part did.
 Parts (each a dict, stored in the run's run.json under "cache_key"):
   params    the resolved parameters (lib.running.params.resolve, exactly as the notebook will)
   code      checksum of the notebook and of every lib/**/*.py, per file
-  packages  installed version of every distribution in requirements*.txt and of everything they require
+  packages  installed version of every distribution in RESULT_REQUIREMENTS and of everything they require
             (importlib.metadata, transitively), and the Python version
   data      per data folder the notebook reads: one checksum over its files
   hub_data  per Hugging Face hub dataset the run reads: its resolved revision
@@ -51,7 +51,7 @@ def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
     """The key of a run of `notebook` with `params` (as run_all.sh passes them, PROFILE included)."""
     from lib.running import params as params_
     resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
-    plain = json.loads(json.dumps(dict(resolved), default=str))
+    plain = json.loads(json.dumps({k: v for k, v in resolved.items() if k not in params_.RUN_ONLY}, default=str))
     return {"params": plain, "code": code(notebook), "packages": packages(), "data": data(notebook, data_dir),
             "hub_data": hub_data(notebook, plain, data_dir), "models": models(notebook, plain),
             "upstream": upstream(notebook, plain), "tiny": os.environ.get("LAB_TINY", "")}
@@ -64,6 +64,10 @@ def code(notebook: str) -> dict:
                   for f in sorted((paths.ROOT / "lib").rglob("*.py"))}
 
 
+# the requirement files whose packages compute results (requirements-tracking.txt's MLflow only logs: not in the key)
+RESULT_REQUIREMENTS = ("requirements.txt", "requirements-nodeps.txt")
+
+
 def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
@@ -74,7 +78,7 @@ def _packages() -> tuple:
 
     from packaging.requirements import InvalidRequirement, Requirement
     todo = []
-    for req_file in sorted(paths.ROOT.glob("requirements*.txt")):
+    for req_file in (paths.ROOT / name for name in RESULT_REQUIREMENTS):
         for line in req_file.read_text().splitlines():
             line = line.split("#")[0].strip()
             if line and not line.startswith("-"):

@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from lib.core import paths
+from lib.core.errors import LabError
 from lib.data import download
 from lib.reporting import runs
 from lib.running import attempts, index, profiles, runkey, timings
@@ -191,6 +192,8 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     parameters["OUTPUT_DIR"] = str(tmp)
+    if takes_checkpoints(notebook) and not parameters.get("CHECKPOINT_DIR"):  # kept across attempts: a re-run resumes
+        parameters["CHECKPOINT_DIR"] = str(attempts.checkpoints_dir(final))
     t0 = time.time()
     status, error, interrupted = "ok", None, None
     os.environ.update(QUIET_ENV)
@@ -224,9 +227,20 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
            "cache_key": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (tmp / runs.RUN_JSON).write_text(json.dumps(rec, indent=2))
     attempts.place(tmp, final, ok=status == "ok")
+    if status == "ok":  # checkpoints only serve a run that did not finish
+        shutil.rmtree(attempts.checkpoints_dir(final), ignore_errors=True)
     if interrupted is not None:
         raise interrupted
     return rec
+
+
+def takes_checkpoints(notebook: str) -> bool:
+    """The notebook trains and has the CHECKPOINT_DIR parameter (every training notebook; not 07's blend)."""
+    from lib.running import params as params_
+    try:
+        return "CHECKPOINT_DIR" in params_.parameters_cell(notebook)[0]
+    except (LabError, OSError, ValueError):  # no readable parameters cell: the notebook itself reports it
+        return False
 
 
 def _render_report(tmp: Path, error: str | None) -> str | None:

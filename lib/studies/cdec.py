@@ -22,7 +22,7 @@ from lib.models.pair_scorers import (
     yes_no_decoder,
     yes_no_ids,
 )
-from lib.training.config import train_model
+from lib.training.config import run_fields, train_model
 
 LABELS = ["Not Coreferent", "Coreferent"]
 
@@ -269,8 +269,9 @@ def decoder_cascade(P, mentions: dict, pairs: dict, train_pairs: pd.DataFrame, c
 
     def prompts(sp, pp, bs, **kw):
         return PromptBatches(tok, mentions[sp], pp, D["max_length"], bs, context_words=P.CONTEXT_WORDS, **kw)
-    training = {"epochs": 1, "lr": D["lr"], "scheduler": "cosine", "warmup_ratio": P.TRAINING["warmup_ratio"],
-                "patience": 0, "max_steps": D["max_steps"], "grad_accum": D["grad_accum"]}
+    training = {**run_fields(P.TRAINING), "epochs": 1, "lr": D["lr"], "scheduler": "cosine",
+                "warmup_ratio": P.TRAINING["warmup_ratio"], "patience": 0, "max_steps": D["max_steps"],
+                "grad_accum": D["grad_accum"]}
     history = train_model(model, prompts("train", dec_train, D["batch_size"], shuffle=True, seed=P.SEED, train=True),
                           decoder_loss(*yes_no_ids(tok)), lambda m: {"loss": 0.0}, training, monitor="loss",
                           mode="min")

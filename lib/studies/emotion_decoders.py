@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from lib.core import stages
 from lib.models.decoders import (
     answers_to_matrix,
     float_base,
@@ -88,6 +89,7 @@ def generative_scores(P, model, tok, tweets, labels) -> tuple[np.ndarray, np.nda
     return (np.sqrt(probs.astype(float)) if P.LABEL_SCORES == "probs" else pred.astype(float)), pred, answers, stats
 
 
+@stages.timed("predict")
 def zero_shot(P, tok, model, data, labels) -> tuple[dict, list]:
     """The untuned instruct model on validation (the generative mode's baseline row), scored the way the tuned model
     will be (LABEL_SCORES; probabilities get cross-fitted thresholds, emotion.crossfit_score), plus its parsed answers'
@@ -112,6 +114,7 @@ def threshold_mode(P) -> str:
     return "fixed" if P.MODE == "generative" and P.LABEL_SCORES == "answers" else P.THRESHOLDS
 
 
+@stages.timed("predict")
 def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores: dict | None = None, history=None):
     """Probabilities (classifier) or label scores (generative) for validation, test and hold-out.
 

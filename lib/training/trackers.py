@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict
+from pathlib import Path
+
+from lib.core.errors import LabError
 
 
 class Trackers:
@@ -15,6 +18,8 @@ class Trackers:
         self.on = bool(kind) and acc.is_main_process
         if not self.on:
             return
+        if kind == "mlflow":
+            _mlflow_store(folder)
         acc.log_with = [kind]
         acc.project_configuration.set_directories(folder)
         acc.trackers = []
@@ -29,6 +34,19 @@ class Trackers:
     def close(self) -> None:
         if self.on:
             self.acc.end_training()
+
+
+def _mlflow_store(folder: str) -> None:
+    """MLflow logs into a file store in `folder` (`mlflow ui --backend-store-uri <folder>` shows it), unless
+    MLFLOW_TRACKING_URI names another store (a server, a database): then that one."""
+    try:
+        import mlflow
+    except ImportError:
+        raise LabError("TRACK='mlflow' needs MLflow, an optional extra: pip install -r requirements-tracking.txt "
+                       "(or TRACK='tensorboard', installed with the lab)") from None
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(Path(folder).resolve().as_uri())
 
 
 def tqdm_disabled() -> bool:

@@ -32,7 +32,7 @@ from itertools import chain
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lib.core import stages
+from lib.core import faults, stages
 from lib.training import checkpoint, ranks, stopping, trackers
 from lib.training.optimization import make_optimizer, make_scheduler
 
@@ -244,6 +244,7 @@ def fit(model, train_loader, loss_fn, evaluate, cfg: TrainConfig, log=print) -> 
             if ckpt is not None and cfg.save_every and run.step % cfg.save_every == 0:
                 run.batch, run.hist.train_seconds = i + 1, seconds_before + time.time() - t0
                 ckpt.save(run.step)
+                faults.point("train.checkpoint_saved")  # a complete checkpoint on disk, the training not finished
         evaluated = run.hist.evals and run.hist.evals[-1]["step"] == run.step
         if not evaluated and evaluation(epoch + 1) and stop is None:
             stop = "patience"

@@ -349,3 +349,41 @@ def test_generative_answers_are_scored_with_fixed_thresholds_without_touching_th
     assert decoders.threshold_mode(P) == "per_class"
     P = params.resolve({"PROFILE": "cpu", "LABEL_SCORES": "answers", "THRESHOLDS": "global"}, "03_qlora_decoders")
     assert decoders.threshold_mode(P) == "global"  # classifier mode: LABEL_SCORES does not apply
+
+
+TRAINING_NOTEBOOKS = ["01_ffnn", "02_encoders", "03_qlora_decoders", "04_cdec", "05_qa", "06_multitask"]
+
+
+@pytest.mark.parametrize("nb", TRAINING_NOTEBOOKS)
+def test_every_training_notebook_takes_resume_checkpoints_and_tracking(nb, tmp_path):
+    defaults, allowed = params.parameters_cell(nb)
+    assert {"RESUME", "CHECKPOINT_EVERY", "CHECKPOINT_DIR", "TRACK"} <= defaults.keys()
+    assert allowed["TRACK"] == ["", "tensorboard", "mlflow"]
+    ns = {**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path / "run"), "CHECKPOINT_EVERY": 3,
+          "TRACK": "tensorboard", "In": ["", "# Parameters\nPROFILE = \"smoke\"\nCHECKPOINT_EVERY = 3\n"
+                                              "TRACK = \"tensorboard\"\n"]}
+    P = params.setup(ns, nb)
+    run = {k: P.TRAINING[k] for k in ("checkpoint_dir", "save_every", "resume", "track", "track_dir")}
+    assert run == {"checkpoint_dir": str(tmp_path / "run" / "checkpoints"), "save_every": 3, "resume": True,
+                   "track": "tensorboard", "track_dir": str(tmp_path / "run" / "tracking")}
+    P = params.setup({**defaults, "PROFILE": "smoke", "OUTPUT_DIR": str(tmp_path / "run")}, nb)
+    assert P.TRAINING["checkpoint_dir"] == "" and not P.TRAINING["resume"]  # no checkpoints: nothing to resume
+    with pytest.raises(LabError, match=r"CHECKPOINT_EVERY=-1: expected 0 \(no checkpoints\)"):
+        params.resolve({"PROFILE": "smoke", "CHECKPOINT_EVERY": -1}, nb)
+
+
+def test_how_a_run_is_made_is_not_part_of_its_cache_key():
+    from lib.running import runkey
+    base = runkey.cache_key("01_ffnn", {"PROFILE": "smoke"}, "")["params"]
+    other = runkey.cache_key("01_ffnn", {"PROFILE": "smoke", "RESUME": False, "CHECKPOINT_EVERY": 7,
+                                         "CHECKPOINT_DIR": "/elsewhere", "TRACK": "mlflow"}, "")["params"]
+    assert base == other and "RESUME" not in base
+    assert runkey.cache_key("01_ffnn", {"PROFILE": "smoke", "SEED": 1}, "")["params"] != base  # a result-changer
+
+
+def test_the_gpu_profile_checkpoints_and_tiny_runs_save_every_step():
+    for nb in TRAINING_NOTEBOOKS[1:]:
+        assert profiles.presets(nb, "gpu")["CHECKPOINT_EVERY"] == profiles.GPU_CHECKPOINT_EVERY
+        assert "CHECKPOINT_EVERY" not in profiles.presets(nb, "cpu")  # minutes-long runs: no checkpoints
+    from lib.running import tiny
+    assert all(tiny.CAPS[nb]["CHECKPOINT_EVERY"] == 1 for nb in TRAINING_NOTEBOOKS[1:])

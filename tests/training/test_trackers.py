@@ -1,5 +1,6 @@
 """What the training engine reports (lib.training.trackers): tensorboard curves through accelerate's trackers, the progress
 bar (off under TQDM_DISABLE), one evaluation line in words."""
+import pytest
 import torch
 
 from lib.training import trackers, train
@@ -67,3 +68,32 @@ def test_eval_line_marks_a_new_best_and_bounds_the_time_left():
     line = trackers.eval_line(rec, True, total=20, seconds=10.0, steps_timed=5)
     assert line == "epoch 1.25 step 5/20: train_loss 0.5000  macro_f1 0.2500  *  (10s, at most ~30s left)"
     assert "*" not in trackers.eval_line(rec, False, total=20, seconds=10.0, steps_timed=5)
+
+
+def test_tracking_with_mlflow_writes_a_file_store_read_back_by_its_client(tmp_path, monkeypatch):
+    """TRACK="mlflow" (the optional extra, requirements-tracking.txt; tests/run.sh installs it): the curves and the
+    configuration land in a file store in the run's tracking folder, readable with MLflow's own client."""
+    mlflow = pytest.importorskip("mlflow", reason="MLflow is the optional tracking extra: "
+                                                  "pip install -r requirements-tracking.txt")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _fit(train.TrainConfig(epochs=2, lr=0.01, track="mlflow", track_dir=str(tmp_path / "tracking"), progress=False))
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "tracking").resolve().as_uri())
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1
+    history = client.get_metric_history(runs[0].info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4]  # 2 batches x 2 epochs, one step each
+    assert runs[0].data.params["lr"] == "0.01"
+
+
+def test_tracking_with_mlflow_missing_says_how_to_install_it(tmp_path, monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_mlflow(name, *a, **kw):
+        if name == "mlflow":
+            raise ImportError("No module named 'mlflow'")
+        return real_import(name, *a, **kw)
+    monkeypatch.setattr(builtins, "__import__", no_mlflow)
+    from lib.core.errors import LabError
+    with pytest.raises(LabError, match="requirements-tracking.txt"):
+        _fit(train.TrainConfig(epochs=1, track="mlflow", track_dir=str(tmp_path), progress=False))
