@@ -1,10 +1,13 @@
 """Benchmarks, measured in one run on the machine at hand (ratios, not absolute targets in tests).
 
-    python -m lib.running.bench encoder [--model all-MiniLM-L6-v2] [--steps 20] [--batch-size 32] [--max-length 128]
+    python -m lib.running.bench encoder [--model all-MiniLM-L6-v2] [--warmup 5] [--steps 40] [--batch-size 32]
+                                [--max-length 128] [--rounds 2]
 
-encoder: training throughput of the encoder path with the lab's collation (length-grouped batches, dynamic
-padding) vs every batch padded to max_length, on the E-c training tweets; and the machine's matmul FLOP/s vs the
-training step's achieved model FLOP/s (6 x non-embedding parameters x real tokens, plus attention).
+encoder: training throughput of the lab's engine (lib.training.train.fit) against Hugging Face Trainer with length grouping,
+same model, E-c training tweets, batch size and steps, each in its own process, alternated; the ratio of examples/s
+(engine / Trainer); the engine with every batch padded to max_length as a second reference (lib.running.bench_encoder);
+and the machine's matmul FLOP/s vs the engine's achieved model FLOP/s (6 x non-embedding parameters x real tokens,
+plus attention).
 decoder: LoRA training throughput of a decoder with a classification head (notebook 03's path) with 4-bit NF4 vs no
 quantisation, and with vs without gradient checkpointing; each setting in its own process, so its peak memory
 (resident set, reset after loading; plus CUDA peak on a GPU) is its own.
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 import torch
@@ -81,24 +85,17 @@ def _train_steps(model, tok, ds, steps, batch_size, pad_to_max, seed, lr=1e-5):
             "mean_real_len": real_tokens / examples}
 
 
-def encoder(model_name: str, steps: int, batch_size: int, max_length: int, data_dir: str = "") -> dict:
-    from lib.data import semeval
-    from lib.models import encoders
-    from lib.studies import emotion
-    torch.manual_seed(0)
-    tr = semeval.load("train", data_dir)
-    tok, model = encoders.create_and_prepare_model(model_name, len(emotion.EMOTIONS))
-    init = {k: v.clone() for k, v in model.state_dict().items()}
-    ds = encoders.Encoded(tok, tr.texts, tr.y, max_length)
-    ours = _train_steps(model, tok, ds, steps, batch_size, 0, 0)
-    model.load_state_dict(init)
-    padded = _train_steps(model, tok, ds, steps, batch_size, max_length, 0)
+def encoder(model_name: str, warmup: int, steps: int, batch_size: int, max_length: int, data_dir: str = "",
+            rounds: int = 2) -> dict:
+    """lib.running.bench_encoder.compare (the engine vs Trainer, and pad-to-max), plus the machine's matmul FLOP/s against
+    the model FLOP/s the engine's training step achieves."""
+    from lib.running import bench_encoder
+    r = bench_encoder.compare(model_name, warmup, steps, batch_size, max_length, data_dir, rounds)
+    engine = [x for x in r["runs"] if x["setting"] == "engine"]
+    achieved = statistics.median(x["real_tokens_per_s"] * x["model_flops_per_token"] for x in engine)
     peak = matmul_flops()
-    achieved = ours["real_tokens_per_s"] * model_flops_per_token(model, ours["mean_real_len"])
-    return {"model": model_name, "steps": steps, "batch_size": batch_size, "max_length": max_length,
-            "threads": torch.get_num_threads(), "dynamic": ours, "pad_to_max": padded,
-            "speedup_examples_per_s": ours["examples_per_s"] / padded["examples_per_s"],
-            "matmul_flops": peak, "achieved_model_flops": achieved, "mfu_vs_matmul": achieved / peak}
+    return {**r, "threads": torch.get_num_threads(), "matmul_flops": peak, "achieved_model_flops": achieved,
+            "mfu_vs_matmul": achieved / peak}
 
 
 def _peak_rss_mb() -> float:
@@ -213,8 +210,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m lib.running.bench")
     sub = ap.add_subparsers(dest="what", required=True)
     for what, helptext, model, steps, batch, length in [
-            ("encoder", "encoder training throughput: dynamic vs pad-to-max; achieved FLOP/s", "all-MiniLM-L6-v2",
-             20, 32, 128),
+            ("encoder", "encoder training: the lab's engine vs Trainer (group_by_length), and pad-to-max",
+             "all-MiniLM-L6-v2", 40, 32, 128),
             ("decoder", "decoder LoRA training: 4-bit vs none, gradient checkpointing on vs off", "gemma-3-270m",
              6, 8, 64),
             ("dropout", "05's span-model training step: checkpoint dropout vs 0, LoRA dropout 0.1 vs 0",
@@ -226,6 +223,9 @@ def main(argv=None) -> int:
         p.add_argument("--max-length", type=int, default=length)
         p.add_argument("--data-dir", default="")
         p.add_argument("--json", default="", help="also write the results to this file")
+        if what == "encoder":
+            p.add_argument("--warmup", type=int, default=5, help="untimed steps before the timed ones")
+            p.add_argument("--rounds", type=int, default=2, help="engine, Trainer pairs (the median is compared)")
     a = ap.parse_args(argv)
     if a.what == "dropout":
         r = dropout(a.model, a.steps, a.batch_size, a.max_length)
@@ -247,18 +247,23 @@ def main(argv=None) -> int:
                       f"peak RSS {s['peak_rss_mb']:.0f} MB in training ({s['peak_rss_loading_mb']:.0f} MB by loading)"
                       + (f", CUDA peak {s['cuda_peak_mb']:.0f} MB" if s["cuda_peak_mb"] else ""))
         return _finish(r, a.json)
-    r = encoder(a.model, a.steps, a.batch_size, a.max_length, a.data_dir)
-    d, p = r["dynamic"], r["pad_to_max"]
-    print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps, {r['threads']} threads")
-    print(f"  length-grouped dynamic padding: {d['examples_per_s']:.1f} examples/s, {d['real_tokens_per_s']:.0f} "
-          f"real tokens/s (padding {100 * d['padding_share']:.1f}%)")
-    print(f"  pad to max_length {r['max_length']}:     {p['examples_per_s']:.1f} examples/s, {p['real_tokens_per_s']:.0f} "
-          f"real tokens/s (padding {100 * p['padding_share']:.1f}%)")
-    print(f"  speed-up: {r['speedup_examples_per_s']:.2f}x  (target >= 2x)")
-    print(f"  matmul: {r['matmul_flops'] / 1e9:.1f} GFLOP/s; training step achieves {r['achieved_model_flops'] / 1e9:.1f} "
-          f"GFLOP/s of model FLOPs = {100 * r['mfu_vs_matmul']:.0f}% of matmul (target >= 50%)")
+    r = encoder(a.model, a.warmup, a.steps, a.batch_size, a.max_length, a.data_dir, a.rounds)
+    _print_encoder(r)
     return _finish(r, a.json)
 
+
+def _print_encoder(r: dict) -> None:
+    from lib.running.bench_encoder import SETTINGS
+    print(f"{r['model']}, batch {r['batch_size']}, {r['steps']} timed steps after {r['warmup']} warm-up steps, "
+          f"{r['threads']} threads; each run in its own process, in this order:")
+    for x in r["runs"]:
+        print(f"  {SETTINGS[x['setting']]}: {x['examples_per_s']:.1f} examples/s, {x['real_tokens_per_s']:.0f} real "
+              f"tokens/s (padding {100 * x['padding_share']:.1f}%)")
+    m = r["median_examples_per_s"]
+    print(f"  median examples/s: engine {m['engine']:.1f}, Trainer {m['trainer']:.1f}, engine padded to max_length "
+          f"{r['max_length']} {m['engine-pad-to-max']:.1f}")
+    print(f"  matmul: {r['matmul_flops'] / 1e9:.1f} GFLOP/s; the engine's training step achieves "
+          f"{r['achieved_model_flops'] / 1e9:.1f} GFLOP/s of model FLOPs = {100 * r['mfu_vs_matmul']:.0f}% of matmul")
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -38,13 +38,15 @@ class Trackers:
 
 def _mlflow_store(folder: str) -> None:
     """MLflow logs into a file store in `folder` (`mlflow ui --backend-store-uri <folder>` shows it), unless
-    MLFLOW_TRACKING_URI names another store (a server, a database): then that one."""
+    MLFLOW_TRACKING_URI names another store (a server, `sqlite:///mlflow.db`): then that one. MLflow 3 keeps the
+    file store in maintenance mode behind MLFLOW_ALLOW_FILE_STORE; the lab allows it, so tracking needs no database."""
     try:
         import mlflow
     except ImportError:
         raise LabError("TRACK='mlflow' needs MLflow, an optional extra: pip install -r requirements-tracking.txt "
                        "(or TRACK='tensorboard', installed with the lab)") from None
     if not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         Path(folder).mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(Path(folder).resolve().as_uri())
 

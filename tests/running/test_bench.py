@@ -47,3 +47,27 @@ def test_encoder_bench_times_train_fit_itself_and_trainer_on_the_same_batches(da
         assert r["padding_share"] < 0.3
     padded = bench_encoder.engine_run(**kw, pad_to_max=True)
     assert padded["padding_share"] > 0.5
+
+
+def test_the_encoder_command_runs_the_engine_against_trainer_and_prints_the_ratio(monkeypatch, capsys):
+    """`python -m lib.running.bench encoder` is wired to bench_encoder.compare (the engine vs Trainer), not to a loop of
+    its own, and prints the engine / Trainer ratio."""
+    from lib.running import bench_encoder
+    seen = {}
+
+    def fake_compare(model, warmup, steps, batch, length, data_dir, rounds):
+        seen.update(model=model, warmup=warmup, steps=steps, rounds=rounds)
+        runs = [{"setting": s, "examples_per_s": v, "real_tokens_per_s": 40 * v, "padding_share": 0.1,
+                 "model_flops_per_token": 1e6} for s, v in (("engine", 66.0), ("trainer", 60.0),
+                                                            ("engine-pad-to-max", 22.0))]
+        return {"model": model, "warmup": warmup, "steps": steps, "batch_size": batch, "max_length": length,
+                "rounds": rounds, "runs": runs,
+                "median_examples_per_s": {"engine": 66.0, "trainer": 60.0, "engine-pad-to-max": 22.0},
+                "ratios": {"engine / Trainer examples/s": 1.1, "engine / Trainer real tokens/s": 1.1,
+                           "engine: dynamic / pad-to-max examples/s": 3.0}}
+    monkeypatch.setattr(bench_encoder, "compare", fake_compare)
+    monkeypatch.setattr(bench, "matmul_flops", lambda: 1e10)
+    assert bench.main(["encoder", "--steps", "3", "--warmup", "1", "--rounds", "1"]) == 0
+    assert seen == {"model": "all-MiniLM-L6-v2", "warmup": 1, "steps": 3, "rounds": 1}
+    out = capsys.readouterr().out
+    assert "engine / Trainer examples/s: 1.10x" in out and "Trainer 60.0" in out
