@@ -24,6 +24,7 @@ EMOTIONS = ["anger", "anticipation", "disgust", "fear", "joy", "love",
 HEADER = ["ID", "Tweet", *EMOTIONS]
 FOLDER = "semeval2018_ec"
 FILES = {"train": "2018-E-c-En-train.txt", "dev": "2018-E-c-En-dev.txt", "test": "2018-E-c-En-test.txt"}
+TEST_TWEETS = 3259  # tweets in the withheld test file: a complete submission predicts every one
 HUB = ("SemEvalWorkshop/sem_eval_2018_task_1", "subtask5.english")  # the hub copy, used only when online
 HOW_TO_GET = ("fetch it with `python -m lib.data.download --only semeval` (or `./run_all.sh`, which fetches what its runs "
               "read), download SemEval-2018 Task 1 E-c English (2018-E-c-En-train/dev/test.txt) from the task site "

@@ -69,8 +69,12 @@ def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
         with open(d / "submission.csv", newline="") as f:
             rows = list(csv.reader(f))
         assert rows[0][0] == "ID" and len(rows[0]) == 12
-        assert len(rows) - 1 == 3259 and len({r[0] for r in rows[1:]}) == 3259
+        n = profiles.SMOKE_TEST_TWEETS  # smoke predicts a slice of the 3,259 test tweets, and says so
+        assert len(rows) - 1 == n and len({r[0] for r in rows[1:]}) == n
         assert all(v in ("0", "1") for r in rows[1:] for v in r[1:])
+        if nb != "07_emotion_ensemble":
+            assert any(c.startswith(f"MAX_PREDICT_SAMPLES={n}: {n} of 3259 test tweets") and "incomplete" in c
+                       for c in m["caps"]), m["caps"]
 
 
 def test_index_lists_every_run(smoke_outputs):
