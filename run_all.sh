@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Regenerate every report of the lab: execute each notebook with papermill, render HTML, build outputs/index.html.
 #   ./run_all.sh [--profile auto|smoke|cpu|gpu] [--only EXPERIMENT]... [--list] [--data-dir DIR] [--force]
-#                [--no-download | --fetch-only] [--time-limit SECONDS]
+#                [--no-download | --fetch-only] [--time-limit SECONDS] [--num-processes N]
 #   ./run_all.sh --explain RUN    which part of RUN's cache key changed since its finished run
 #   ./run_all.sh --setup-only     install what is missing and print the Python interpreter to use
 # Before the first run, the datasets the planned runs read are fetched into DATA_DIR when missing (lib.data.download;

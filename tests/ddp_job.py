@@ -7,6 +7,7 @@ import sys
 
 import torch
 
+from lib.core.distributed import distributed_map
 from lib.training import train
 
 
@@ -36,7 +37,7 @@ def main(out: str, per_rank_batch: int, checkpoint_dir: str = ""):
                                        patience=0, progress=False, weight_decay=0.0, checkpoint_dir=checkpoint_dir,
                                        save_every=2 if checkpoint_dir else 0, resume=bool(checkpoint_dir)),
                      log=lambda *_: None)
-    preds = train.distributed_map(lambda i: i * i, list(range(13)))  # 13: an uneven share on 2 ranks
+    preds = distributed_map(lambda i: i * i, list(range(13)))  # 13: an uneven share on 2 ranks
     if acc.is_main_process:
         plain = model  # fit trains the caller's module in place (DDP wraps it, sharing its parameters)
         json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),

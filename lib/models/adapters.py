@@ -22,10 +22,12 @@ def create_peft_model(model, method: str = "lora", *, r: int = 16, alpha: int = 
     )
     if method not in METHODS:
         raise LabError(f"PEFT method {method!r}: expected {' | '.join(METHODS)}")
+    reentrant = {"use_reentrant": False}  # DDP (several processes) rejects reentrant checkpointing of unused weights
     if quantized:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=reentrant)
     elif gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=reentrant)
         model.enable_input_require_grads()
     if method == "lora":
         targets = target_modules if isinstance(target_modules, str) else list(target_modules)

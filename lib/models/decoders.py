@@ -16,6 +16,7 @@ from transformers import (
 )
 
 from lib.core import stages
+from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 from lib.models import registry
 
@@ -137,7 +138,8 @@ def sft_loss(n_prefix: int = 0):
     (with gradients: LoRA changes it) is repeated across the batch, and only the tweet, template end and answer run
     per example: the same loss as the full forward (a test compares loss and gradients) for ~2x fewer tokens. The
     prefix's LoRA-dropout mask is then shared by the batch. Falls back to the full forward when n_prefix is 0, when
-    gradient checkpointing is on (transformers turns the cache off then), or when a batch lacks the prefix.
+    gradient checkpointing is on (transformers turns the cache off then), when the model is DDP-wrapped (several
+    processes: DDP syncs the gradients of one forward per backward), or when a batch lacks the prefix.
     """
     import torch.nn.functional as F
     from transformers import DynamicCache
@@ -150,8 +152,8 @@ def sft_loss(n_prefix: int = 0):
         ids = b["input_ids"]
         ckpt = getattr(inner, "is_activation_checkpointing", None)  # transformers 5 name; 4.x: is_gradient_checkpointing
         ckpt = getattr(inner, "is_gradient_checkpointing", False) if ckpt is None else ckpt
-        if n_prefix <= 0 or ckpt or ids.shape[1] <= n_prefix + 1 \
-                or not bool((ids[:, :n_prefix] == ids[:1, :n_prefix]).all()):
+        if n_prefix <= 0 or ckpt or inner is not m or ids.shape[1] <= n_prefix + 1 \
+                or not bool((ids[:, :n_prefix] == ids[:1, :n_prefix]).all()):  # inner is not m: DDP wants one forward
             return full(m, b)
         dev = next(inner.parameters()).device
         ids, att, lab = ids.to(dev), b["attention_mask"].to(dev), b["labels"].to(dev)
@@ -265,8 +267,8 @@ def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_t
     stop = ([eos] if isinstance(eos, int) else list(eos or [])) + [tok.pad_token_id]
     order = sorted(range(len(rest)), key=lambda i: (len(rest[i]), i))
     out, label_scores = [""] * len(rest), np.zeros((len(rest), len(labels)), dtype=np.float32)
-    for j in range(0, len(order), batch_size):
-        b = order[j:j + batch_size]
+
+    def answer(b):
         n = max(len(rest[i]) for i in b)
         ids = torch.tensor([pre + [tok.pad_token_id] * (n - len(rest[i])) + rest[i] for i in b], device=dev)
         mask = torch.tensor([[1] * len(pre) + [0] * (n - len(rest[i])) + [1] * len(rest[i]) for i in b], device=dev)
@@ -279,10 +281,14 @@ def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_t
             kw["logits_processor"] = LogitsProcessorList([rec])
         gen = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id, **kw)
-        for k, (i, text) in enumerate(zip(b, tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True))):
-            out[i] = text
-            if rec is not None:
-                label_scores[i] = rec.best[k].numpy()
+        texts = tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
+        return texts, [rec.best[k].numpy() for k in range(len(b))] if rec is not None else None
+    batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
+    for b, (texts, best) in zip(batches, distributed_map(answer, batches)):  # several processes: spread
+        for k, i in enumerate(b):
+            out[i] = texts[k]
+            if best is not None:
+                label_scores[i] = best[k]
     return (out, label_scores) if scores else out
 
 

@@ -7,6 +7,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
 from lib.core import stages
+from lib.core.distributed import distributed_map
 from lib.models import registry
 
 
@@ -106,11 +107,12 @@ def bce_loss(pos_weight=None):
 def predict_logits(model, tok, ds: Encoded, batch_size: int = 128) -> np.ndarray:
     model.eval()
     dl, order = loader(tok, ds, batch_size, train=False)
-    out = []
-    for batch in dl:
+
+    def logits_of(batch):
         batch = {k: v.to(model.device) for k, v in batch.items() if k != "labels"}
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda"):
-            out.append(model(**batch).logits.float().cpu())
+            return model(**batch).logits.float().cpu()
+    out = distributed_map(logits_of, list(dl))  # several processes: each batch on one rank, gathered on all
     logits = torch.cat(out).numpy()
     restored = np.empty_like(logits)
     restored[order] = logits

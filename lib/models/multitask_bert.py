@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lib.core import stages
+from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 from lib.data.sentence_tasks import TASKS, TaskData
 from lib.models import registry
@@ -78,6 +79,11 @@ class MultitaskBERT(nn.Module):
         self.para = PairHead(hidden, proj, dropout, init=pair_init)
         self.sts = (PairHead(hidden, proj, dropout, share=self.para if shared_proj else None, init=pair_init)
                     if sts_head == "pair" else None)
+
+    def forward(self, step_loss, *args):
+        """A training step's loss, `step_loss(self, *args)`, computed inside one forward call: a step runs several task
+        passes (and SimCSE's), and under DDP (several processes) every pass must go through the wrapper's forward."""
+        return step_loss(self, *args)
 
     # sentence embeddings
     def pool(self, input_ids, attention_mask):
@@ -175,8 +181,8 @@ def embed_all(model: MultitaskBERT, texts, batch_size: int = 128) -> np.ndarray:
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), 0), dtype=np.float32)
-    parts = [model.embed([texts[i] for i in order[s:s + batch_size]]).float().cpu().numpy()
-             for s in range(0, len(order), batch_size)]
+    parts = distributed_map(lambda s: model.embed([texts[i] for i in order[s:s + batch_size]]).float().cpu().numpy(),
+                            list(range(0, len(order), batch_size)))  # several processes: each batch on one rank
     model.train(was)
     if parts:
         out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
@@ -194,12 +200,11 @@ def predict(model, task: str, frame: pd.DataFrame, batch_size: int = 128, sts_lo
     data = TaskData({task: frame if "y" in frame else frame.assign(y=0)})
     key = frame["sentence"] if task == "sst" else frame["s1"].str.len() + frame["s2"].str.len()
     order = np.argsort(key.str.len().to_numpy() if task == "sst" else key.to_numpy(), kind="stable")
-    outs, losses = [], []
-    for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
-        per, out = task_losses(model, task, data.batch(task, idx), sts_loss)
-        losses.append(per.float().cpu())
-        outs.append(out.float().cpu())
+    def batch_outputs(s):
+        per, out = task_losses(model, task, data.batch(task, order[s:s + batch_size]), sts_loss)
+        return per.float().cpu(), out.float().cpu()
+    done = distributed_map(batch_outputs, list(range(0, len(order), batch_size)))  # several processes: spread
+    losses, outs = [p for p, _ in done], [o for _, o in done]
     model.train(was)
     out = torch.cat(outs) if outs else torch.empty(0)
     res = torch.empty_like(out)

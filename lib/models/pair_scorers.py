@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from lib.core import stages
+from lib.core.distributed import distributed_map
 from lib.data import ecbplus as E
 
 
@@ -69,9 +70,12 @@ def _pair_probabilities(model, batches, prob) -> np.ndarray:
     model.eval()
     dev = next(model.parameters()).device
     out = np.zeros(len(batches.labels), dtype=np.float32)
-    for b in batches:
+
+    def probs_of(b):
         on_dev = {k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}
-        out[b["index"].numpy()] = prob(model, on_dev).float().cpu().numpy()
+        return b["index"].numpy(), prob(model, on_dev).float().cpu().numpy()
+    for index, p in distributed_map(probs_of, list(batches)):  # several processes: each batch on one rank
+        out[index] = p
     return out
 
 

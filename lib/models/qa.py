@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from lib.core import stages
+from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")  # the keys of a feature the model takes
@@ -135,14 +136,17 @@ def predict_logits(model, tok, feats, batch_size: int = 64) -> tuple[list, list,
     starts, ends, losses = [], [], []
     order = sorted(range(len(feats)), key=lambda i: len(feats[i]["input_ids"]))  # length-sorted: less padding
     res = {}
-    for k in range(0, len(order), batch_size):
-        idx = order[k:k + batch_size]
+
+    def batch_logits(idx):
         b = collate(tok, [feats[i] for i in idx])
         s, e = qa_logits(model, b)  # one forward pass per batch: the loss reuses these logits
-        losses.append(float(span_loss_from_logits(s, e, b)) * len(idx))
-        for j, i in enumerate(idx):
-            n = len(feats[i]["input_ids"])
-            res[i] = (s[j, :n].cpu().numpy(), e[j, :n].cpu().numpy())
+        lens = [len(feats[i]["input_ids"]) for i in idx]
+        return (float(span_loss_from_logits(s, e, b)) * len(idx),
+                [(s[j, :n].cpu().numpy(), e[j, :n].cpu().numpy()) for j, n in enumerate(lens)])
+    batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    for idx, (loss, per) in zip(batches, distributed_map(batch_logits, batches)):  # several processes: spread
+        losses.append(loss)
+        res.update(zip(idx, per))
     model.train(was)
     starts = [res[i][0] for i in range(len(feats))]
     ends = [res[i][1] for i in range(len(feats))]

@@ -96,6 +96,9 @@ def card_html(name: str, m: dict, pm: dict) -> str:
     facts = [("run", name), ("profile", m.get("profile") or params.get("PROFILE", "?")), ("model", _models(params))]
     if m:
         facts.append(("time", f"{m.get('wall_seconds', 0):.0f} s, peak memory {m.get('peak_rss_mb', 0):,.0f} MB"))
+        if m.get("num_processes", 1) > 1:  # run_all.sh --num-processes N: BATCH_SIZE was per process
+            facts.append(("processes", f"{m['num_processes']} (torchrun); BATCH_SIZE per process, so "
+                                       f"{m['num_processes']} x BATCH_SIZE examples per optimiser step"))
         if m.get("stage_seconds"):
             facts.append(("where the time went", stage_text(m["stage_seconds"])))
     if pm.get("end_time"):

@@ -13,6 +13,7 @@ Parts (each a dict, stored in the run's run.json under "cache_key"):
   upstream  per other run the notebook reads (02 and 03: the FFNN baseline; 07: its MEMBERS): that run's own key
             digest, its status and a checksum of the files read from it
   tiny      LAB_TINY (the gpu_tiny test's stand-in models)
+  processes the number of processes it trained on, when more than one (run_all.sh --num-processes)
 
 Cost: file checksums come from lib.core.filehash (hashed once, then remembered by size and mtime): a warm key is a few
 stats per file plus ~0.4 s once per process for the package versions; the first key on a machine hashes the data
@@ -47,14 +48,16 @@ def digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cache_key(notebook: str, params: dict, data_dir: str) -> dict:
-    """The key of a run of `notebook` with `params` (as run_all.sh passes them, PROFILE included)."""
+def cache_key(notebook: str, params: dict, data_dir: str, processes: int = 1) -> dict:
+    """The key of a run of `notebook` with `params` (as run_all.sh passes them, PROFILE included), trained on
+    `processes` processes (a part of the key only when more than one: BATCH_SIZE is per process)."""
     from lib.running import params as params_
     resolved = params_.resolve({k: v for k, v in params.items() if k != "OUTPUT_DIR"}, notebook)
     plain = json.loads(json.dumps({k: v for k, v in resolved.items() if k not in params_.RUN_ONLY}, default=str))
     return {"params": plain, "code": code(notebook), "packages": packages(), "data": data(notebook, data_dir),
             "hub_data": hub_data(notebook, plain, data_dir), "models": models(notebook, plain),
-            "upstream": upstream(notebook, plain), "tiny": os.environ.get("LAB_TINY", "")}
+            "upstream": upstream(notebook, plain), "tiny": os.environ.get("LAB_TINY", ""),
+            **({"processes": processes} if processes > 1 else {})}
 
 
 def code(notebook: str) -> dict:
@@ -174,7 +177,7 @@ def explain(old: dict | None, new: dict) -> list[str]:
         return ["no cached key: the run was never finished by run_all.sh (or before keys were recorded)"]
     lines = []
     for part in sorted(set(old) | set(new)):
-        a, b = old.get(part), new.get(part)
+        a, b = old.get(part, "(absent)"), new.get(part, "(absent)")
         if a == b:
             continue
         if isinstance(a, dict) and isinstance(b, dict):

@@ -118,15 +118,16 @@ def cached(final: Path, key: dict) -> bool:
 
 
 def execute(notebook: str, run: str, params: dict, profile: str, data_dir: str, force: bool = True,
-            limit: float | None = None) -> dict:
+            limit: float | None = None, processes: int = 1) -> dict:
     """Run one notebook into outputs/<notebook>/<run>/ (atomically replaced when it succeeds; a failed attempt goes
     beside a good result, see lib.reporting.runs). Returns its run.json record. Without `force`, a finished run with the same
-    cache key (lib.running.runkey) is kept: status 'cached'. `limit`: seconds before the kernel is stopped (None: none)."""
+    cache key (lib.running.runkey) is kept: status 'cached'. `limit`: seconds before the kernel is stopped (None: none).
+    `processes` > 1: the notebook runs on that many processes (lib.running.launch)."""
     final = paths.OUTPUTS / notebook / run
     try:
         with attempts.run_lock(final):
             attempts.sweep_run(final)
-            return _execute(notebook, run, params, profile, data_dir, force, final, limit)
+            return _execute(notebook, run, params, profile, data_dir, force, final, limit, processes)
     except attempts.RunInProgress as e:
         return {"notebook": notebook, "run": run, "profile": profile, "status": "failed", "error": str(e),
                 "elapsed_seconds": 0.0, "params": params}
@@ -137,7 +138,7 @@ class _Deadline:
     nbclient then reports the kernel dead and papermill returns. Passed to papermill as the kernel manager class."""
 
     def __init__(self, seconds: float | None):
-        self.seconds, self.expired, self.managers = seconds, False, []
+        self.seconds, self.expired, self.managers, self.groups = seconds, False, [], []
         self.timer = threading.Timer(seconds, self._expire) if seconds else None
 
     def manager_class(self):
@@ -152,10 +153,19 @@ class _Deadline:
                     deadline._kill(self)
         return DeadlineKernelManager
 
+    def watch(self, proc) -> None:
+        """Also stop `proc`'s process group (the torchrun of a run on several processes) when the time is up."""
+        self.groups.append(proc.pid)
+        if self.expired:
+            self._expire()
+
     def _expire(self):
         self.expired = True
         for km in list(self.managers):
             self._kill(km)
+        for pgid in self.groups:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGTERM)
 
     @staticmethod
     def _kill(km):
@@ -174,7 +184,7 @@ class _Deadline:
             self.timer.cancel()
 
 
-def _execute(notebook, run, params, profile, data_dir, force, final, limit=None) -> dict:
+def _execute(notebook, run, params, profile, data_dir, force, final, limit=None, processes=1) -> dict:
     import papermill as pm
     logging.getLogger("papermill").setLevel(logging.ERROR)
 
@@ -182,7 +192,7 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
     if data_dir:
         parameters["DATA_DIR"] = data_dir
     try:
-        key = runkey.cache_key(notebook, parameters, data_dir)
+        key = runkey.cache_key(notebook, parameters, data_dir, processes)
     except Exception:  # noqa: BLE001 - a bad parameter: the notebook itself reports it; nothing to cache
         key = None
     if not force and key is not None and cached(final, key):
@@ -200,10 +210,14 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
     deadline = _Deadline(limit)
     try:
         with kernel_log(tmp / "kernel.log"), deadline:
-            pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
-                                parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
-                                log_output=False, kernel_name="python3",
-                                kernel_manager_class=deadline.manager_class())
+            if processes > 1:
+                error = _execute_ranks(notebook, tmp, parameters, processes, deadline)
+                status = "failed" if error else status
+            else:
+                pm.execute_notebook(str(paths.NOTEBOOKS / f"{notebook}.ipynb"), str(tmp / "notebook.ipynb"),
+                                    parameters=parameters, cwd=str(paths.NOTEBOOKS), progress_bar=False,
+                                    log_output=False, kernel_name="python3",
+                                    kernel_manager_class=deadline.manager_class())
     except pm.PapermillExecutionError as e:
         status, error = "failed", _short(f"{e.ename}: {e.evalue}".strip())
     except Exception as e:  # noqa: BLE001 - kernel death, timeouts ...: recorded, the other runs go on
@@ -224,14 +238,39 @@ def _execute(notebook, run, params, profile, data_dir, force, final, limit=None)
                "hub_data": runkey.hub_data(notebook, key["params"], data_dir)}
     rec = {"notebook": notebook, "run": run, "profile": profile, "status": status, "error": error,
            "elapsed_seconds": round(elapsed, 1), "params": parameters | {"OUTPUT_DIR": str(final)},
+           "num_processes": processes,
            "cache_key": key, "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
     (tmp / runs.RUN_JSON).write_text(json.dumps(rec, indent=2))
     attempts.place(tmp, final, ok=status == "ok")
-    if status == "ok":  # checkpoints only serve a run that did not finish
+    if status == "ok":  # checkpoints only serve a run that did not finish; the other ranks' copies neither
         shutil.rmtree(attempts.checkpoints_dir(final), ignore_errors=True)
+        shutil.rmtree(final / "ranks", ignore_errors=True)
     if interrupted is not None:
         raise interrupted
     return rec
+
+
+def _execute_ranks(notebook: str, tmp: Path, parameters: dict, n: int, deadline: _Deadline) -> str | None:
+    """Execute the notebook on `n` processes (torchrun, lib.running.launch): rank 0 into `tmp`, the others into
+    tmp/ranks/. Returns None when every rank finished, else the error (the first failed rank's)."""
+    import subprocess
+
+    from lib.running import launch
+    spec = launch.write_spec(tmp, paths.NOTEBOOKS / f"{notebook}.ipynb", parameters, paths.NOTEBOOKS)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(paths.ROOT), os.environ.get("PYTHONPATH")]))}
+    env.setdefault("OMP_NUM_THREADS", str(launch.threads_per_rank(n)))
+    proc = subprocess.Popen(launch.command(spec, n), cwd=paths.ROOT, env=env, start_new_session=True)
+    deadline.watch(proc)
+    try:
+        code = proc.wait()
+    except KeyboardInterrupt:  # the ranks run in their own session: end them with the runner
+        with contextlib.suppress(OSError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        raise
+    if code == 0:
+        return None
+    return _short(launch.failure(tmp, n) or f"torchrun exited with status {code} (its log: kernel.log)")
 
 
 def takes_checkpoints(notebook: str) -> bool:
@@ -268,7 +307,7 @@ def _relocate_metrics(tmp: Path, final: Path) -> str | None:
     return None
 
 
-def explain(profile: str, only: list[str], data_dir: str) -> list[str]:
+def explain(profile: str, only: list[str], data_dir: str, processes: int = 1) -> list[str]:
     """`run_all.sh --explain RUN`: per run picked, what changed in its cache key since its finished run (or
     'cached: nothing changed')."""
     lines = []
@@ -288,7 +327,8 @@ def explain(profile: str, only: list[str], data_dir: str) -> list[str]:
             lines.append(f"  its last attempt {rec.get('status')}: {rec.get('error')}")
         if runs.failed_dir(final).is_dir():
             lines.append(f"  a failed attempt after it: {runs.failed_dir(final)}")
-        changes = runkey.explain(rec.get("cache_key"), runkey.cache_key(nb, parameters, data_dir))
+        n = processes if takes_checkpoints(nb) else 1
+        changes = runkey.explain(rec.get("cache_key"), runkey.cache_key(nb, parameters, data_dir, n))
         lines += [f"  {c}" for c in changes] or ["  cached: nothing changed"]
     return lines
 
@@ -316,14 +356,19 @@ def main(argv=None) -> int:
     ap.add_argument("--fetch-only", action="store_true", help="fetch the datasets the planned runs read, run nothing")
     ap.add_argument("--force", action="store_true",
                     help="re-run even when a finished run has the same cache key (else: 'cached'; see --explain)")
+    ap.add_argument("--num-processes", type=int, default=1, metavar="N",
+                    help="run each training notebook on N processes (torchrun; one per GPU, or gloo on CPU): "
+                         "BATCH_SIZE is per process (default 1)")
     ap.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                     help=f"stop a run's kernel after SECONDS (0: no limit; default ${TIME_LIMIT_ENV}, else "
                          f"{TIME_LIMIT_FACTOR:g} x its expected time, at least {timings.MIN_TIME_LIMIT:.0f} s)")
     a = ap.parse_args(argv)
     profile = resolve_profile(a.profile)
+    if a.num_processes < 1:
+        ap.error(f"--num-processes {a.num_processes}: expected a whole number of processes, at least 1")
     data_dir = str(paths.data_dir(a.data_dir)) if (a.data_dir or os.environ.get("DATA_DIR")) else ""
     if a.explain:
-        print("\n".join(explain(profile, a.explain, data_dir)))
+        print("\n".join(explain(profile, a.explain, data_dir, a.num_processes)))
         return 0
     todo = plan(profile, a.only)
     if a.list:
@@ -344,13 +389,14 @@ def main(argv=None) -> int:
         print(f"cleaned up: {line}", flush=True)
     t_all, failures = time.time(), []
     measured, reference = timings.load_timings(), timings.load_reference()  # this machine's; the shipped ones
-    keys = [f"{nb}/{run}" for nb, run, _ in todo]
+    procs = [a.num_processes if takes_checkpoints(nb) else 1 for nb, _, _ in todo]
+    keys = [f"{nb}/{run}" + (f" x{n}" if n > 1 else "") for (nb, run, _), n in zip(todo, procs)]  # timed apart
     for i, (nb, run, params) in enumerate(todo, 1):
         left = timings.expected_left(profile, keys[i - 1:], measured, reference)
         print(f"[{i}/{len(todo)}] {nb}/{run} ({left}) ...", end=" ", flush=True)
         limit = timings.time_limit(profile, keys[i - 1], measured, a.time_limit, reference)
         try:
-            rec = execute(nb, run, params, profile, data_dir, force=a.force, limit=limit)
+            rec = execute(nb, run, params, profile, data_dir, force=a.force, limit=limit, processes=procs[i - 1])
         except KeyboardInterrupt:
             final = paths.OUTPUTS / nb / run
             where = runs.failed_dir(final) if attempts.is_good(final) else final

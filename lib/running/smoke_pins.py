@@ -39,8 +39,8 @@ def collect(outputs: Path) -> dict:
     return found
 
 
-def compare(actual: dict, expected: dict) -> list[str]:
-    """Human-readable differences; empty when everything pinned matches within tolerance."""
+def compare(actual: dict, expected: dict, abs_tol: float = ABS_TOL, rel_tol: float = REL_TOL) -> list[str]:
+    """Human-readable differences; empty when everything pinned matches within abs_tol + rel_tol * |pinned|."""
     problems = []
     for run, exp in expected.items():
         if run not in actual:
@@ -50,9 +50,9 @@ def compare(actual: dict, expected: dict) -> list[str]:
             got = actual[run].get(k)
             if got is None:
                 problems.append(f"{run}: {k} pinned at {want} but missing from metrics.json")
-            elif not (math.isfinite(got) and abs(got - want) <= ABS_TOL + REL_TOL * abs(want)):
+            elif not (math.isfinite(got) and abs(got - want) <= abs_tol + rel_tol * abs(want)):
                 problems.append(f"{run}: {k} = {got:.4f}, pinned {want:.4f} "
-                                f"(tolerance ±{ABS_TOL + REL_TOL * abs(want):.4f})")
+                                f"(tolerance ±{abs_tol + rel_tol * abs(want):.4f})")
     for run in sorted(set(actual) - set(expected)):
         problems.append(f"{run}: produced but not pinned")
     if problems:

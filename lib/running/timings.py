@@ -72,11 +72,14 @@ def speed(profile: str, timings: dict, reference: dict) -> tuple[float, int]:
 
 def expected(profile: str, key: str, timings: dict, reference: dict) -> float | None:
     """Seconds run `key` should take here: its last time on this machine, else its reference time x this machine's
-    speed, else None."""
-    if timings.get(profile, {}).get(key):
-        return timings[profile][key]
-    ref = reference.get(profile, {}).get(key)
-    return ref * speed(profile, timings, reference)[0] if ref else None
+    speed, else None. A run on N processes (key "NB/RUN xN") not yet timed so is estimated by its 1-process time."""
+    for k in dict.fromkeys([key, key.split(" x")[0]]):
+        if timings.get(profile, {}).get(k):
+            return timings[profile][k]
+        ref = reference.get(profile, {}).get(k)
+        if ref:
+            return ref * speed(profile, timings, reference)[0]
+    return None
 
 
 def expected_left(profile: str, keys: list[str], timings: dict, reference: dict | None = None) -> str:

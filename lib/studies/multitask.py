@@ -124,6 +124,11 @@ class MultitaskLoss:
                                 self.data.lengths() if self.s.length_grouped else None)
 
     def loss(self, model, step: dict):
+        """loss_fn for train.fit: the step's task passes run inside the model's forward (MultitaskBERT.forward), so a
+        DDP-wrapped model (several processes) sees them all."""
+        return model(self._step_loss, step)
+
+    def _step_loss(self, model, step: dict):
         self.step += 1
         parts = {t: idx for t, idx in step.items() if len(idx)}
         ref = np.mean([len(i) for i in parts.values()])

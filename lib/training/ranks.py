@@ -1,5 +1,6 @@
 """Several processes training together (torchrun / accelerate launch): which batches are this rank's, and the main
-process's objects shared with every rank. With one process both are the identity."""
+process's objects shared with every rank. With one process both are the identity. (What every layer needs of a
+multi-process launch, distributed_map among it, is in lib.core.distributed.)"""
 from __future__ import annotations
 
 

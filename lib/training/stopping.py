@@ -1,4 +1,4 @@
-"""Evaluation during training, for lib.training.train.fit: evaluate() called on the main process and shared with every rank,
+"""Evaluation during training, for lib.training.train.fit: evaluate() called on every rank, the main process's result shared,
 which evaluation is the best so far (by one monitored metric), a CPU copy of the weights it was made with, and how
 many evaluations in a row failed to beat it (early stopping)."""
 from __future__ import annotations
@@ -56,8 +56,8 @@ class BestState:
 
 
 class Evaluation:
-    """One evaluation during training, as a callable `(epoch) -> patience exhausted`: evaluate() on the main process
-    in the model's own precision (its result shared with every rank), recorded in the history with the mean training
+    """One evaluation during training, as a callable `(epoch) -> patience exhausted`: evaluate() on every rank
+    in the model's own precision (the main process's result shared with every rank), recorded in the history with the mean training
     loss since the last one, the best state updated, the plateau schedule stepped, the result logged and tracked."""
 
     def __init__(self, acc, plain, evaluate, best: BestState, run, sched, report, total: int):
@@ -65,15 +65,15 @@ class Evaluation:
         self.sched, self.report, self.total, self.t0 = sched, report, total, time.time()
 
     def _metrics(self) -> dict:
-        res = None
-        if self.acc.is_main_process:
-            self.plain.eval()
-            with torch.no_grad(), stages.stage("predict"):
-                res = self.evaluate(self.plain)
-            self.plain.train()
-            if not isinstance(res, dict) or self.best.monitor not in res:
-                raise LabError(f"evaluate() returned {res!r}: expected a dict holding the monitored metric "
-                               f"{self.best.monitor!r} (TrainConfig.monitor)")
+        """evaluate() on every rank (its predictions spread over the ranks by distributed_map, each example once, and
+        whatever it records kept on every rank alike); the main process's result is the one every rank acts on."""
+        self.plain.eval()
+        with torch.no_grad(), stages.stage("predict"):
+            res = self.evaluate(self.plain)
+        self.plain.train()
+        if not isinstance(res, dict) or self.best.monitor not in res:
+            raise LabError(f"evaluate() returned {res!r}: expected a dict holding the monitored metric "
+                           f"{self.best.monitor!r} (TrainConfig.monitor)")
         return ranks.broadcast(res, self.acc)
 
     def __call__(self, epoch: float) -> bool:

@@ -14,9 +14,9 @@ From accelerate: the device (CPU, one GPU, or one rank of several), mixed precis
 with a GradScaler where it does not, none on CPU; applied to the loss, evaluate() runs in the model's own precision),
 DDP wrapping and gradient sync when launched on several processes (torchrun / `accelerate launch`, see the README's
 "Several GPUs"), checkpoint contents and trackers. With several processes each rank takes every N-th batch (the same
-number on every rank), evaluation runs on the main process and its result is broadcast, so every rank takes the same
-early-stopping and best-state decisions; only the main process logs. `distributed_map` spreads a prediction over the
-ranks and gathers each result exactly once.
+number on every rank), evaluation runs on every rank and the main process's result is broadcast, so every rank takes
+the same early-stopping and best-state decisions; only the main process logs. `distributed_map`
+(lib.core.distributed) spreads a prediction, evaluation's included, over the ranks and gathers each result once.
 
 Interactive runs (Jupyter, Colab) show a tqdm progress bar (steps, loss, time left); run_all's headless runs set
 TQDM_DISABLE=1 and get one log line per evaluation instead, with the same facts in words.
@@ -47,12 +47,14 @@ def _accelerator(precision: str):
     """A fresh Accelerator for one training. accelerate keeps one process-wide state that refuses a second
     mixed_precision, and a notebook may train several models, so that state (not the process/device state a
     multi-process launch sets up) is cleared first. cpu=True without a GPU: several CPU processes (torchrun /
-    accelerate launch) then train together over gloo."""
-    from accelerate import Accelerator
+    accelerate launch) then train together over gloo, DDP allowing parameters a step leaves unused."""
+    from accelerate import Accelerator, DistributedDataParallelKwargs
     from accelerate.state import AcceleratorState, GradientState
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    # unused parameters allowed: a multitask step may train one task's head only (lib.training.multitask_schedules)
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available(), kwargs_handlers=[ddp])
 
 
 @dataclass
@@ -267,16 +269,3 @@ def _to(batch, dev):
         return send_to_device(batch, dev)
     except (TypeError, AttributeError):
         return batch
-
-
-def distributed_map(fn, items: list) -> list:
-    """[fn(x) for x in items], spread over the processes of a multi-process launch and gathered back in order on
-    every rank: each item is computed exactly once, however uneven the last share. One process: a plain map."""
-    from accelerate import PartialState
-    state = PartialState(cpu=not torch.cuda.is_available())
-    if state.num_processes == 1:
-        return [fn(x) for x in items]
-    from accelerate.utils import gather_object
-    mine = [(i, fn(items[i])) for i in range(state.process_index, len(items), state.num_processes)]
-    gathered = gather_object(mine)
-    return [r for _, r in sorted(gathered, key=lambda t: t[0])]

@@ -39,6 +39,11 @@ def test_a_first_run_estimates_from_the_shipped_reference_rescaled_as_runs_finis
     assert timings.expected("cpu", "a/x", measured, reference) == 120.0  # a run measured here: its own time
     assert timings.time_limit("cpu", "c/z", measured, reference=reference) == pytest.approx(3 * 300 * 1.2)
     assert timings.expected_left("cpu", ["d/new"], measured, reference) == "time left unknown: no earlier run measured"
+    # on 2 processes (--num-processes 2): timed under its own key, estimated by its 1-process time until then
+    assert timings.expected("cpu", "a/x x2", measured, reference) == 120.0
+    assert timings.expected("cpu", "c/z x2", measured, reference) == pytest.approx(300 * 1.2)
+    measured = timings.record_timing("cpu", "a/x x2", 70.0, tmp_path)
+    assert timings.expected("cpu", "a/x x2", measured, reference) == 70.0 and measured["cpu"]["a/x"] == 120.0
 
 
 def test_write_reference_takes_a_full_run_s_timings_and_names_the_machine(tmp_path):
