@@ -15,13 +15,13 @@ SMOKE_TEST_TWEETS = 200
 PRESETS: dict[str, dict[str, dict]] = {
     "01_ffnn": {
         "smoke": {"TRAINING": {"epochs": 1, "max_steps": 5}, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 200,
-                  "MAX_PREDICT_SAMPLES": SMOKE_TEST_TWEETS},
+                  "MAX_TEST_SAMPLES": SMOKE_TEST_TWEETS},
         "cpu": {},
         "gpu": {},
     },
     "02_encoders": {
         "smoke": {"TRAINING": {"epochs": 1, "max_steps": 3}, "MAX_TRAIN_SAMPLES": 96, "MAX_EVAL_SAMPLES": 64,
-                  "MAX_PREDICT_SAMPLES": SMOKE_TEST_TWEETS, "BATCH_SIZE": 16},
+                  "MAX_TEST_SAMPLES": SMOKE_TEST_TWEETS, "BATCH_SIZE": 16},
         # a one-cycle-like schedule (30% warmup, cosine) peaking at 1e-4 and square-root class weights: the validation
         # F1 was still rising at the end of linear decay from 5e-5; dropout off scores higher here (docs/experiments.md: the measurements)
         "cpu": {"MAX_LENGTH": 64, "CLASS_WEIGHT_POWER": 0.5, "DROPOUT": 0.0,
@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "03_qlora_decoders": {
         "smoke": {"TRAINING": {"epochs": 1, "max_steps": 2}, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
-                  "MAX_PREDICT_SAMPLES": SMOKE_TEST_TWEETS, "ZERO_SHOT": False,
+                  "MAX_TEST_SAMPLES": SMOKE_TEST_TWEETS, "ZERO_SHOT": False,
                   "MAX_NEW_TOKENS": 3, "MAX_LENGTH": 48, "EVAL_BATCH_SIZE": 64},
         # LoRA on the float base (4-bit NF4 matmuls are slower on CPU; QLoRA stays in smoke and gpu), gradient
         # checkpointing off (these small models' activations fit 24 GB), lr 5e-4 with LoRA dropout off (docs/experiments.md: the measurements)

@@ -15,11 +15,11 @@ import os
 # too, so the save path of every gpu model (4-bit QLoRA included) runs in the tests
 CAPS: dict[str, dict] = {
     "01_ffnn": {"TRAINING": {"epochs": 1, "max_steps": 3}, "MAX_TRAIN_SAMPLES": 200, "MAX_EVAL_SAMPLES": 100,
-                "MAX_PREDICT_SAMPLES": 100},
+                "MAX_TEST_SAMPLES": 100},
     "02_encoders": {"TRAINING": {"epochs": 1, "max_steps": 2}, "CHECKPOINT_EVERY": 1, "MAX_TRAIN_SAMPLES": 64, "MAX_EVAL_SAMPLES": 48,
-                    "MAX_PREDICT_SAMPLES": 100},
+                    "MAX_TEST_SAMPLES": 100},
     "03_qlora_decoders": {"TRAINING": {"epochs": 1, "max_steps": 2}, "CHECKPOINT_EVERY": 1, "MAX_TRAIN_SAMPLES": 16, "MAX_EVAL_SAMPLES": 16,
-                          "MAX_PREDICT_SAMPLES": 100, "MAX_NEW_TOKENS": 4},
+                          "MAX_TEST_SAMPLES": 100, "MAX_NEW_TOKENS": 4},
     "04_cdec": {"TRAINING": {"epochs": 1, "max_steps": 2}, "CHECKPOINT_EVERY": 1, "MAX_TRAIN_PAIRS": 200, "MAX_CANDIDATES": 150,
                 "MAX_EVAL_PAIRS": 40,
                 "DECODER": {"max_steps": 2, "train_fraction": 0.05, "rescore_dev": 16, "rescore_test": 16}},

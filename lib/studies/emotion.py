@@ -66,7 +66,7 @@ class Data:
 
 def prepare(P, fold: int | None = None) -> Data:
     """Load the three files and build the split the parameters ask for (SPLIT, N_SPLITS, FOLD, MAX_TRAIN_SAMPLES,
-    MAX_EVAL_SAMPLES, MAX_PREDICT_SAMPLES, ON_BAD_ROWS, DATA_DIR, SEED); `fold` overrides FOLD (cross-validation)."""
+    MAX_EVAL_SAMPLES, MAX_TEST_SAMPLES, ON_BAD_ROWS, DATA_DIR, SEED); `fold` overrides FOLD (cross-validation)."""
     fold = P.FOLD if fold is None else fold
     tr, dev, te = (semeval.load(s, P.DATA_DIR, P.ON_BAD_ROWS) for s in ("train", "dev", "test"))
     dropped = {s.path: s.dropped for s in (tr, dev, te) if s.dropped}
@@ -85,7 +85,7 @@ def prepare(P, fold: int | None = None) -> Data:
     val = sampling.cap(val, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P.SEED, "validation tweets", caps)
     if holdout is not None:
         holdout = sampling.cap(holdout, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P.SEED, "hold-out tweets", caps)
-    test = sampling.cap(te.df, P.get("MAX_PREDICT_SAMPLES", 0), "MAX_PREDICT_SAMPLES", P.SEED,
+    test = sampling.cap(te.df, P.get("MAX_TEST_SAMPLES", 0), "MAX_TEST_SAMPLES", P.SEED,
                         "test tweets predicted (submission.csv is incomplete)", caps)
     desc += f". Sizes: train {len(train):,}, validation {len(val):,}"
     desc += f", hold-out {len(holdout):,}" if holdout is not None else ""

@@ -102,7 +102,7 @@ def ensemble(P, member_dirs: list, step: float = 0.1) -> tuple[dict, pd.DataFram
         notes.append("no hold-out score: not every member saved hold-out probabilities (re-run them)")
     if len(test_ids) < semeval.TEST_TWEETS:
         notes.append(f"submission.csv predicts {len(test_ids):,} of the {semeval.TEST_TWEETS:,} test tweets (the members' "
-                     "MAX_PREDICT_SAMPLES): an incomplete submission")
+                     "MAX_TEST_SAMPLES): an incomplete submission")
     if len(ids) < 300:
         notes.append(f"only {len(ids)} shared validation tweets (a member's MAX_EVAL_SAMPLES): thresholds are unstable")
     rec = report.finish(P.facts(), headline, {"members": table.reset_index().to_dict("records"), "weights": list(w),

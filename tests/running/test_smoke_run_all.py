@@ -73,7 +73,7 @@ def test_every_run_leaves_its_outputs(smoke_outputs, nb, run):
         assert len(rows) - 1 == n and len({r[0] for r in rows[1:]}) == n
         assert all(v in ("0", "1") for r in rows[1:] for v in r[1:])
         if nb != "07_emotion_ensemble":
-            assert any(c.startswith(f"MAX_PREDICT_SAMPLES={n}: {n} of 3259 test tweets") and "incomplete" in c
+            assert any(c.startswith(f"MAX_TEST_SAMPLES={n}: {n} of 3259 test tweets") and "incomplete" in c
                        for c in m["caps"]), m["caps"]
 
 
