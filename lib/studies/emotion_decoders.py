@@ -93,14 +93,14 @@ def generative_scores(P, model, tok, tweets, labels) -> tuple[np.ndarray, np.nda
 def zero_shot(P, tok, model, data, labels) -> tuple[dict, list]:
     """The untuned instruct model on validation (the generative mode's baseline row), scored the way the tuned model
     will be (LABEL_SCORES; probabilities get cross-fitted thresholds, emotion.crossfit_score), plus its parsed answers'
-    own macro-F1 and its answers. With PREDICT_WITH="float" it is the float base the trained adapter is later merged
-    into."""
+    own macro-F1 and its answers. A model trained in 4/8-bit is scored as the float base its trained adapter is later
+    merged into (see predict)."""
     import time
 
     from lib.evaluation import metrics
     from lib.studies import emotion
     t0 = time.time()
-    zs_model = float_base(P.MODEL, P.MODE) if P.PREDICT_WITH == "float" and P.QUANTIZATION != "none" else model
+    zs_model = float_base(P.MODEL, P.MODE) if P.QUANTIZATION != "none" else model
     scores, pred, answers, stats = generative_scores(P, zs_model, tok, data.val["Tweet"].tolist(), labels)
     mode = threshold_mode(P)
     return {"macro_f1": emotion.crossfit_score(data.y_val, scores, mode, P.FIXED_THRESHOLD, P.SEED),
@@ -119,7 +119,8 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
     """Probabilities (classifier) or label scores (generative) for validation, test and hold-out.
 
     Returns (probs {split: array}, notes, extra metrics, seconds, answers {split: texts} or None). A model trained
-    in 4/8-bit predicts from its adapter merged into the float base when PREDICT_WITH="float" (fast on CPU); a
+    in 4/8-bit predicts from its adapter merged into the float base (bitsandbytes' quantised matmuls are the slower
+    ones, on CPU by far); a
     model trained in float has its adapter merged into its own weights first (measured on 2 cores: Gemma-3-270M
     classifier 27.2 -> 30.5 tweets/s, SmolLM2 generation 7.9 -> 9.0 tweets/s, logits within 2e-5, the same
     answers). The classifier's validation logits are those of the training run's restored evaluation (`history`)
@@ -132,7 +133,7 @@ def predict(P, model, tok, data, labels, setup: TrainingSetup, zero_shot_scores:
     t0 = time.time()
     notes, extra, answers = [], {}, None
     same_model = True
-    if P.PREDICT_WITH == "float" and P.QUANTIZATION != "none":
+    if P.QUANTIZATION != "none":
         model = float_copy_with_adapter(model, P.MODEL, P.MODE, len(labels), P.out / "adapter")
         notes.append(f"predictions from the LoRA adapter merged into the float base model (trained in {P.QUANTIZATION})")
         same_model = False
