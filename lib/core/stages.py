@@ -52,9 +52,9 @@ def seconds(wall: float | None = None) -> dict:
     """{stage: seconds} so far, each stage listed (0.0 when it never ran); with `wall` (the run's wall seconds) also
     "other": the wall time no stage claimed."""
     with _lock:
-        out = {s: round(_seconds.get(s, 0.0), 1) for s in STAGES}
+        out = {s: round(_seconds.get(s, 0.0), 3) for s in STAGES}
     if wall is not None:
-        out["other"] = round(max(wall - sum(out.values()), 0.0), 1)
+        out["other"] = round(max(wall - sum(out.values()), 0.0), 3)
     return out
 
 
