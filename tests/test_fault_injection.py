@@ -159,3 +159,35 @@ def test_a_notebook_killed_in_training_resumes_from_its_checkpoint_with_the_same
             steps |= {ev.step for ev in acc.Scalars("train_loss")}
     assert steps == {4, 5}, steps
     assert "tensorboard --logdir tracking" in (run / "report.html").read_text()
+
+
+def test_a_rank_killed_in_training_fails_the_run_naming_it_and_the_rerun_resumes_on_both(data_dir, tmp_path):
+    """01 on 2 processes (run_all.sh --num-processes 2; smoke: a checkpoint after each step): rank 1 alone is killed
+    right after the second checkpoint. The run fails naming rank 1, its files kept in the failed attempt; run again
+    on 2 processes, both ranks resume at step 2 and the run ends with the numbers of an uninterrupted 2-process run."""
+    def run_all(out, fault=""):
+        code = ("import sys; from lib.running import runner, profiles; "
+                "profiles.RUNS['smoke'] = [('01_ffnn', 'ranks', {'CHECKPOINT_EVERY': 1})]; "
+                f"sys.exit(runner.main(['--profile', 'smoke', '--no-download', '--data-dir', {str(data_dir)!r}, "
+                "'--num-processes', '2']))")
+        return _run([sys.executable, "-c", code], fault=fault, LAB_OUTPUTS=out, LAB_FAULT_RANK="1")
+
+    whole = run_all(tmp_path / "whole")
+    assert whole.returncode == 0, whole.stdout + whole.stderr[-3000:]
+    out = tmp_path / "out"
+    killed = run_all(out, fault="train.checkpoint_saved@2")
+    assert killed.returncode == 1 and "01_ffnn/ranks" in killed.stderr, killed.stdout + killed.stderr[-3000:]
+    assert "failed" in killed.stdout and "rank 1:" in killed.stdout, killed.stdout
+    attempt = out / "01_ffnn" / "ranks"  # no good result before it: the failed attempt is the run folder
+    assert "rank 1: DeadKernelError" in json.loads((attempt / "run.json").read_text())["error"]  # rank 0 may be named too
+    assert (attempt / "ranks" / "rank-1" / "notebook.ipynb").is_file()  # what rank 1 did, kept for reading
+    ckpt = out / "01_ffnn" / "ranks.checkpoints" / "training-01"
+    assert json.loads((ckpt / "latest.json").read_text())["step"] == 2
+
+    again = run_all(out)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    run = out / "01_ffnn" / "ranks"
+    assert "at step 2" in (run / "notebook.ipynb").read_text()
+    assert _headline(run) == _headline(tmp_path / "whole" / "01_ffnn" / "ranks")
+    assert json.loads((run / "metrics.json").read_text())["num_processes"] == 2
+    assert not (out / "01_ffnn" / "ranks.checkpoints").exists() and not (run / "ranks").exists()

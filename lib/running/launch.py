@@ -11,7 +11,7 @@ prediction functions (each example predicted once, gathered in order on every ra
 
 Only rank 0's executed notebook is the run's report, in the run folder; rank k (k >= 1) writes its notebook and
 files to <run folder>/ranks/rank-k/, kept for a failed run and removed once the run finishes. A rank that fails ends
-the others (torchrun), and the run fails naming the rank and its error.
+the others (torchrun), and the run fails naming each failed rank and its error.
 
     python -m torch.distributed.run --standalone --nproc_per_node N -m lib.running.launch SPEC.json
 """
@@ -53,12 +53,10 @@ def write_spec(run_dir: Path, notebook: Path, parameters: dict, cwd: Path) -> Pa
 
 
 def failure(run_dir: Path, n: int) -> str | None:
-    """The first rank's error (rank 0 first), e.g. 'rank 1: ValueError: ...'; None when no rank wrote one."""
-    for r in range(n):
-        f = rank_dir(run_dir, r) / ERROR
-        if f.is_file():
-            return f"rank {r}: {f.read_text().strip()}" if r else f.read_text().strip()
-    return None
+    """Every failed rank's error, e.g. 'rank 1: DeadKernelError: ...; rank 0: RuntimeError: Connection closed by
+    peer' (a rank that dies takes the others' collectives with it, so all are named); None when no rank wrote one."""
+    errors = [f"rank {r}: {f.read_text().strip()}" for r in range(n) if (f := rank_dir(run_dir, r) / ERROR).is_file()]
+    return "; ".join(errors) or None
 
 
 def _stop_on_sigterm() -> None:

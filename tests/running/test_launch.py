@@ -19,13 +19,13 @@ def test_rank_0_writes_the_run_folder_the_others_their_own(tmp_path):
     assert launch.rank_dir(tmp_path, 3) == tmp_path / "ranks" / "rank-3"
 
 
-def test_the_first_failed_rank_is_named(tmp_path):
+def test_every_failed_rank_is_named(tmp_path):
     assert launch.failure(tmp_path, 2) is None
     (tmp_path / "ranks" / "rank-1").mkdir(parents=True)
-    (tmp_path / "ranks" / "rank-1" / launch.ERROR).write_text("ValueError: bad batch\n")
-    assert launch.failure(tmp_path, 2) == "rank 1: ValueError: bad batch"
-    (tmp_path / launch.ERROR).write_text("KeyError: 'x'")  # rank 0's own error comes first, unprefixed
-    assert launch.failure(tmp_path, 2) == "KeyError: 'x'"
+    (tmp_path / "ranks" / "rank-1" / launch.ERROR).write_text("DeadKernelError: Kernel died\n")
+    assert launch.failure(tmp_path, 2) == "rank 1: DeadKernelError: Kernel died"
+    (tmp_path / launch.ERROR).write_text("RuntimeError: Connection closed by peer")  # rank 0, taken down with it
+    assert launch.failure(tmp_path, 2) == "rank 0: RuntimeError: Connection closed by peer; rank 1: DeadKernelError: Kernel died"
 
 
 def test_the_command_is_torchrun_on_this_machine(tmp_path):
