@@ -40,13 +40,23 @@ def main(out: str, per_rank_batch: int, checkpoint_dir: str = ""):
     preds = distributed_map(lambda i: i * i, list(range(13)))  # 13: an uneven share on 2 ranks
     if acc.is_main_process:
         plain = model  # fit trains the caller's module in place (DDP wraps it, sharing its parameters)
-        json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),
-                   "best": hist.best["neg_mse"], "steps": hist.optimizer_steps, "procs": hist.num_processes,
-                   "preds": preds, "resumed_from_step": hist.resumed_from_step}, open(out, "w"))
-    # tear the gloo group down before the interpreter exits: left to exit, its threads can abort rank 0
-    # ("terminate called without an active exception", SIGABRT), as CI saw once at stop 25
+        with open(out, "w") as f:
+            json.dump({"weight": plain.weight.detach().flatten().tolist(), "bias": plain.bias.item(),
+                       "best": hist.best["neg_mse"], "steps": hist.optimizer_steps, "procs": hist.num_processes,
+                       "preds": preds, "resumed_from_step": hist.resumed_from_step}, f)
+    end(acc)
+
+
+def end(acc):
+    """Tear the gloo group down, then leave without the interpreter's teardown: its static destructors can still meet a
+    gloo thread and abort a rank ("terminate called without an active exception", SIGABRT) after all its work is
+    done, as CI saw at stops 25 and 36 even after destroy_process_group."""
+    import os
     acc.wait_for_everyone()
     acc.destroy_process_group()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

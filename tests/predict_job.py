@@ -5,6 +5,7 @@ the one-process run: the same numbers, in the same order. Embedded models (MiniL
 import pickle
 import sys
 
+import ddp_job
 import numpy as np
 import pandas as pd
 import torch
@@ -43,8 +44,7 @@ def main(out: str):
     if state.is_main_process:
         with open(out, "wb") as f:
             pickle.dump(res, f)
-    state.wait_for_everyone()
-    state.destroy_process_group()  # as tests/ddp_job.py: never leave the gloo group to the interpreter's exit
+    ddp_job.end(state)  # the group torn down, the interpreter's teardown skipped (tests/ddp_job.py says why)
 
 
 if __name__ == "__main__":
