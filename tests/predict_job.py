@@ -1,7 +1,9 @@
 """The studies' prediction functions on N ranks, for the multiprocess tier: run as `python tests/predict_job.py OUT`
 (one process) or under `torchrun --nproc_per_node 2` (two); each spreads its batches over the ranks
 (lib.core.distributed.distributed_map). The main process writes every result to OUT (pickle), to be compared with
-the one-process run: the same numbers, in the same order. Embedded models (MiniLM, SmolLM2), untrained heads."""
+the one-process run: the same numbers, in the same order. Embedded models (MiniLM, SmolLM2), untrained heads.
+$LAB_PRECISION (default fp32) sets the prediction precision (lib.core.precision)."""
+import os
 import pickle
 import sys
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from lib.core import precision
 from lib.models import decoders, encoders, multitask_bert, qa, registry
 
 TWEETS = ["I am so happy today!", "Why does this always happen to me, I hate it", "ok", "Scared of the exam #nervous",
@@ -20,6 +23,7 @@ LABELS = ["anger", "joy", "fear"]
 def main(out: str):
     from accelerate import PartialState
     state = PartialState(cpu=True)
+    precision.configure(os.environ.get("LAB_PRECISION", "fp32"))
     torch.manual_seed(0)
     res = {}
     tok, model = encoders.create_and_prepare_model("all-MiniLM-L6-v2", n_labels=3)

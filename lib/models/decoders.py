@@ -15,7 +15,7 @@ from transformers import (
     BitsAndBytesConfig,
 )
 
-from lib.core import stages
+from lib.core import precision, stages
 from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 from lib.models import registry
@@ -260,8 +260,9 @@ def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_t
         pre, rest = [], [pre + r for r in rest]
     cache = None
     if pre:
-        cache = model(input_ids=torch.tensor([pre], device=dev), past_key_values=DynamicCache(),
-                      use_cache=True).past_key_values
+        with precision.inference(dev):
+            cache = model(input_ids=torch.tensor([pre], device=dev), past_key_values=DynamicCache(),
+                          use_cache=True).past_key_values
     firsts = label_first_tokens(tok, labels) if scores else None
     eos = model.generation_config.eos_token_id
     stop = ([eos] if isinstance(eos, int) else list(eos or [])) + [tok.pad_token_id]
@@ -284,7 +285,9 @@ def generate_answers(model, tok, tweets, labels, batch_size: int = 16, max_new_t
         texts = tok.batch_decode(gen[:, ids.shape[1]:], skip_special_tokens=True)
         return texts, [rec.best[k].numpy() for k in range(len(b))] if rec is not None else None
     batches = [order[j:j + batch_size] for j in range(0, len(order), batch_size)]
-    for b, (texts, best) in zip(batches, distributed_map(answer, batches)):  # several processes: spread
+    with precision.inference(dev):
+        done = distributed_map(answer, batches)  # several processes: spread
+    for b, (texts, best) in zip(batches, done):
         for k, i in enumerate(b):
             out[i] = texts[k]
             if best is not None:

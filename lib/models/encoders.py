@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForSequenceClassification, DataCollatorWithPadding
 
-from lib.core import stages
+from lib.core import precision, stages
 from lib.core.distributed import distributed_map
 from lib.models import registry
 
@@ -110,9 +110,9 @@ def predict_logits(model, tok, ds: Encoded, batch_size: int = 128) -> np.ndarray
 
     def logits_of(batch):
         batch = {k: v.to(model.device) for k, v in batch.items() if k != "labels"}
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=model.device.type == "cuda"):
-            return model(**batch).logits.float().cpu()
-    out = distributed_map(logits_of, list(dl))  # several processes: each batch on one rank, gathered on all
+        return model(**batch).logits.float().cpu()
+    with precision.inference(model.device):
+        out = distributed_map(logits_of, list(dl))  # several processes: each batch on one rank, gathered on all
     logits = torch.cat(out).numpy()
     restored = np.empty_like(logits)
     restored[order] = logits

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lib.core import stages
+from lib.core import precision, stages
 from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 from lib.data.sentence_tasks import TASKS, TaskData
@@ -181,8 +181,9 @@ def embed_all(model: MultitaskBERT, texts, batch_size: int = 128) -> np.ndarray:
     texts = list(texts)
     order = np.argsort([len(t) for t in texts], kind="stable")
     out = np.zeros((len(texts), 0), dtype=np.float32)
-    parts = distributed_map(lambda s: model.embed([texts[i] for i in order[s:s + batch_size]]).float().cpu().numpy(),
-                            list(range(0, len(order), batch_size)))  # several processes: each batch on one rank
+    with precision.inference(next(model.parameters()).device):
+        parts = distributed_map(lambda s: model.embed([texts[i] for i in order[s:s + batch_size]]).float().cpu().numpy(),
+                                list(range(0, len(order), batch_size)))  # several processes: each batch on one rank
     model.train(was)
     if parts:
         out = np.empty((len(texts), parts[0].shape[1]), dtype=np.float32)
@@ -203,7 +204,8 @@ def predict(model, task: str, frame: pd.DataFrame, batch_size: int = 128, sts_lo
     def batch_outputs(s):
         per, out = task_losses(model, task, data.batch(task, order[s:s + batch_size]), sts_loss)
         return per.float().cpu(), out.float().cpu()
-    done = distributed_map(batch_outputs, list(range(0, len(order), batch_size)))  # several processes: spread
+    with precision.inference(next(model.parameters()).device):
+        done = distributed_map(batch_outputs, list(range(0, len(order), batch_size)))  # several processes: spread
     losses, outs = [p for p, _ in done], [o for _, o in done]
     model.train(was)
     out = torch.cat(outs) if outs else torch.empty(0)

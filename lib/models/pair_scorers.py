@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lib.core import stages
+from lib.core import precision, stages
 from lib.core.distributed import distributed_map
 from lib.data import ecbplus as E
 
@@ -74,7 +74,9 @@ def _pair_probabilities(model, batches, prob) -> np.ndarray:
     def probs_of(b):
         on_dev = {k: v.to(dev) for k, v in b.items() if k not in ("labels", "index")}
         return b["index"].numpy(), prob(model, on_dev).float().cpu().numpy()
-    for index, p in distributed_map(probs_of, list(batches)):  # several processes: each batch on one rank
+    with precision.inference(dev):
+        done = distributed_map(probs_of, list(batches))  # several processes: each batch on one rank
+    for index, p in done:
         out[index] = p
     return out
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lib.core import stages
+from lib.core import precision, stages
 from lib.core.distributed import distributed_map
 from lib.core.errors import LabError
 
@@ -144,7 +144,9 @@ def predict_logits(model, tok, feats, batch_size: int = 64) -> tuple[list, list,
         return (float(span_loss_from_logits(s, e, b)) * len(idx),
                 [(s[j, :n].cpu().numpy(), e[j, :n].cpu().numpy()) for j, n in enumerate(lens)])
     batches = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
-    for idx, (loss, per) in zip(batches, distributed_map(batch_logits, batches)):  # several processes: spread
+    with precision.inference(next(model.parameters()).device):
+        done = distributed_map(batch_logits, batches)  # several processes: spread
+    for idx, (loss, per) in zip(batches, done):
         losses.append(loss)
         res.update(zip(idx, per))
     model.train(was)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lib.core import distributed, faults, paths, stages
+from lib.core import distributed, faults, paths, precision, stages
 
 PACKAGES = ["torch", "transformers", "peft", "bitsandbytes", "datasets", "scikit-learn", "numpy", "pandas",
             "iterative-stratification", "papermill", "gguf"]
@@ -109,6 +109,7 @@ def finish(run: RunFacts, headline: dict, metrics: dict | None = None, study: li
         "caps": caps,
         "params": run.params,
         "wall_seconds": wall,
+        "precision": precision.describe(),  # what it trained and predicted in (lib.core.precision)
         "num_processes": distributed.world_size(),  # run_all.sh --num-processes: the ranks it trained and predicted on
         "stage_seconds": stages.seconds(wall),  # where the minutes went: load, train, predict, other (lib.core.stages)
         **peak_memory_mb(),

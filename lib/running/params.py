@@ -27,7 +27,7 @@ import re
 import time
 from pathlib import Path
 
-from lib.core import distributed, paths
+from lib.core import distributed, paths, precision
 from lib.core.errors import LabError
 from lib.training.seeding import seed_everything
 
@@ -383,6 +383,8 @@ def setup(ns: dict, notebook: str) -> Params:
         os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     seed_everything(values.get("SEED", 0))
+    from lib.running import profiles
+    precision.configure(profiles.compute_precision(values.PROFILE))  # bf16 where native (lib.core.precision)
     distributed.bind_device()  # a rank of run_all.sh --num-processes N: its own GPU (lib.running.launch)
     out = Path(values.get("OUTPUT_DIR") or paths.OUTPUTS / notebook / hand_run_name(values, explicit))
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,17 @@ from __future__ import annotations
 # incomplete submission.csv, saying so; predicting all of them was two thirds of the smoke run's time (03's decoders)
 SMOKE_TEST_TWEETS = 200
 
+# what training and prediction compute in (lib.core.precision): auto is bf16 autocast where the hardware multiplies
+# bf16 natively (a CPU with AVX512-BF16 or AMX: 1.4-2x faster steps and predictions), else fp32; smoke stays fp32
+# so its pinned metrics hold on every machine. LAB_PRECISION (auto | bf16 | fp32) overrides it for every profile.
+PRECISION = {"smoke": "fp32", "cpu": "auto", "gpu": "auto"}
+
+
+def compute_precision(profile: str) -> str:
+    """The compute precision mode of a (resolved) profile: $LAB_PRECISION, else PRECISION."""
+    import os
+    return os.environ.get("LAB_PRECISION") or PRECISION.get(profile, "fp32")
+
 PRESETS: dict[str, dict[str, dict]] = {
     "01_ffnn": {
         "smoke": {"TRAINING": {"epochs": 1, "max_steps": 5}, "MAX_TRAIN_SAMPLES": 400, "MAX_EVAL_SAMPLES": 200,

@@ -99,6 +99,8 @@ def card_html(name: str, m: dict, pm: dict) -> str:
         if m.get("num_processes", 1) > 1:  # run_all.sh --num-processes N: BATCH_SIZE was per process
             facts.append(("processes", f"{m['num_processes']} (torchrun); BATCH_SIZE per process, so "
                                        f"{m['num_processes']} x BATCH_SIZE examples per optimiser step"))
+        if m.get("precision"):
+            facts.append(("compute precision", m["precision"]))
         if m.get("stage_seconds"):
             facts.append(("where the time went", stage_text(m["stage_seconds"])))
     if pm.get("end_time"):

@@ -57,7 +57,16 @@ def cache_key(notebook: str, params: dict, data_dir: str, processes: int = 1) ->
     return {"params": plain, "code": code(notebook), "packages": packages(), "data": data(notebook, data_dir),
             "hub_data": hub_data(notebook, plain, data_dir), "models": models(notebook, plain),
             "upstream": upstream(notebook, plain), "tiny": os.environ.get("LAB_TINY", ""),
-            **({"processes": processes} if processes > 1 else {})}
+            **({"processes": processes} if processes > 1 else {}), **compute(plain)}
+
+
+def compute(params: dict) -> dict:
+    """The compute precision a run of `params` will use on this machine (lib.core.precision), a part of the key
+    only when not fp32 (existing keys stay valid): the same run computes in bf16 on one machine, fp32 on another."""
+    from lib.core import precision
+    from lib.running import profiles
+    got = precision.resolved(mode=profiles.compute_precision(params.get("PROFILE", "")))
+    return {"precision": got} if got != "fp32" else {}
 
 
 def code(notebook: str) -> dict:

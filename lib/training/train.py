@@ -32,7 +32,7 @@ from itertools import chain
 import torch
 from torch.optim.lr_scheduler import ReduceLROnPlateau
 
-from lib.core import faults, stages
+from lib.core import faults, precision, stages
 from lib.training import checkpoint, ranks, stopping, trackers
 from lib.training.optimization import make_optimizer, make_scheduler
 
@@ -71,7 +71,8 @@ class TrainConfig:
     clip_norm: float = 1.0         # gradient clipping (0 = off)
     monitor: str = "macro_f1"      # key of evaluate()'s dict used for early stopping and best checkpoint
     mode: str = "max"              # max | min: whether larger monitor is better
-    bf16: bool = True              # allow reduced precision on a GPU: bf16 where supported, else fp16 (CPU: fp32)
+    bf16: bool = True              # allow reduced precision: on a GPU bf16 where supported, else fp16; on a CPU the
+                                   # run's precision policy (lib.core.precision: bf16 where native, cpu profile)
     lr_groups: dict = field(default_factory=dict)  # parameter-name prefix -> own peak lr (e.g. fresh heads)
     checkpoint_dir: str = ""       # accelerate save_state folder for resumable runs ("" = no checkpoints)
     save_every: int = 0            # save a checkpoint every N optimiser steps (0 = never)
@@ -99,9 +100,12 @@ class History:
 
 def choose_precision(cfg: TrainConfig) -> str:
     """accelerate's mixed_precision for this run: "bf16" on a GPU that supports it, "fp16" (with a gradient scaler)
-    on an older GPU (T4, V100), "no" on CPU or when cfg.bf16 (allow reduced precision) is off."""
-    if not cfg.bf16 or not torch.cuda.is_available():
+    on an older GPU (T4, V100); on a CPU "bf16" when the run's precision policy resolves to it (lib.core.precision:
+    a CPU that multiplies bf16 natively, under the cpu profile), else "no"; "no" when cfg.bf16 is off."""
+    if not cfg.bf16:
         return "no"
+    if not torch.cuda.is_available():
+        return "bf16" if precision.resolved("cpu") == "bf16" else "no"
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
