@@ -17,13 +17,18 @@ MODES = ("auto", "bf16", "fp32")  # auto: bf16 where the hardware has it nativel
 _mode = "fp32"  # the mode of this process; params.setup configures it per run
 
 
+def _checked(mode: str) -> str:
+    if mode not in MODES:
+        from lib.core.errors import LabError
+        raise LabError(f"compute precision {mode!r} (LAB_PRECISION or lib/running/profiles.py PRECISION): expected "
+                       f"one of {', '.join(MODES)}")
+    return mode
+
+
 def configure(mode: str) -> str:
     """Set this process's compute precision mode (auto | bf16 | fp32); returns what it resolves to on the CPU."""
     global _mode
-    if mode not in MODES:
-        from lib.core.errors import LabError
-        raise LabError(f"compute precision {mode!r}: expected one of {', '.join(MODES)}")
-    _mode = mode
+    _mode = _checked(mode)
     return resolved("cpu")
 
 
@@ -43,7 +48,7 @@ def resolved(device_type: str = "", mode: str | None = None) -> str:
     """"bf16" or "fp32": what `mode` (default: this process's) means on `device_type` (cuda | cpu; default: cuda
     when a GPU is present)."""
     import torch
-    mode = _mode if mode is None else mode
+    mode = _mode if mode is None else _checked(mode)
     device_type = device_type or ("cuda" if torch.cuda.is_available() else "cpu")
     if mode != "auto":
         return mode

@@ -124,3 +124,9 @@ def test_training_on_cpu_follows_the_policy():
     assert run() == ("no", {torch.float32}, torch.float32)
     precision.configure("bf16")
     assert run() == ("bf16", {torch.bfloat16}, torch.float32)
+
+
+def test_a_mistyped_environment_value_stops_the_cache_key_too(monkeypatch):
+    monkeypatch.setenv("LAB_PRECISION", "bfloat16")
+    with pytest.raises(LabError, match="'bfloat16' \\(LAB_PRECISION"):
+        runkey.compute({"PROFILE": "cpu"})
