@@ -28,6 +28,7 @@ import pandas as pd
 
 from lib.core import stages
 from lib.core.errors import LabError, read_text
+from lib.data import sampling
 
 DEV_TOPICS = (2, 5, 12, 18, 21, 23, 34, 35)
 TEST_TOPICS = tuple(range(36, 46))
@@ -256,10 +257,11 @@ def build_pairs(mentions: list[Mention], same_subtopic: bool = False, dedup: boo
 
 
 def sample_pairs(df: pd.DataFrame, neg_ratio: float = 0.0, max_pairs: int = 0, oversample_pos: int = 1,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, caps: list | None = None) -> pd.DataFrame:
     """Training-pair sampling: neg_ratio > 0 keeps at most neg_ratio negatives per positive (random undersampling);
     max_pairs > 0 takes a random subsample stratified by label; oversample_pos > 1 repeats each positive k times.
-    The result is shuffled (seeded) when any of them applied."""
+    The result is shuffled (seeded) when any of them applied; the max_pairs cap is recorded in `caps`
+    (lib.data.sampling.record)."""
     rng = np.random.default_rng(seed)
     sampled = False
     if neg_ratio and len(df):
@@ -267,6 +269,7 @@ def sample_pairs(df: pd.DataFrame, neg_ratio: float = 0.0, max_pairs: int = 0, o
         n_neg = min(len(neg), int(round(neg_ratio * max(len(pos), 1))))
         df = pd.concat([pos, neg.sample(n_neg, random_state=seed)])
         sampled = True
+    sampling.record(caps, "MAX_TRAIN_PAIRS", max_pairs, len(df), "training pairs")
     if max_pairs and len(df) > max_pairs:
         frac = max_pairs / len(df)
         df = pd.concat([g.sample(max(1, int(round(len(g) * frac))), random_state=seed) for _, g in df.groupby("label")])

@@ -10,19 +10,19 @@ def cap(rows, n: int, name: str, seed: int = 0, what: str = "rows", caps: list |
     Every cap that applied is appended as a sentence to `caps` (the run's list: lib.reporting.report.finish writes
     them into metrics.json and the report). `rows`: a DataFrame (pandas' seeded sample) or a list."""
     total = len(rows)
+    record(caps, name, n, total, what)
     if not n or n >= total:
-        if n:
-            _note(caps, f"{name}={n}: all {total} {what} kept (fewer than the cap)")
         return rows
     if hasattr(rows, "sample"):
-        out = rows.sample(n=n, random_state=seed).sort_index()
-    else:
-        keep = sorted(random.Random(seed).sample(range(total), n))
-        out = [rows[i] for i in keep]
-    _note(caps, f"{name}={n}: {n} of {total} {what}")
-    return out
+        return rows.sample(n=n, random_state=seed).sort_index()
+    keep = sorted(random.Random(seed).sample(range(total), n))
+    return [rows[i] for i in keep]
 
 
-def _note(caps: list | None, text: str) -> None:
-    if caps is not None and text not in caps:
+def record(caps: list | None, name: str, n: int, total: int, what: str = "rows") -> None:
+    """Append to `caps` the sentence saying what cap `name`=n did to `total` rows (nothing when n is 0: no cap)."""
+    if caps is None or not n:
+        return
+    text = f"{name}={n}: " + (f"all {total} {what} kept (fewer than the cap)" if n >= total else f"{n} of {total} {what}")
+    if text not in caps:
         caps.append(text)

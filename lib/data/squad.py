@@ -1,5 +1,6 @@
-"""SQuAD v1.1: load and validate the official JSON (local dev file or the hub's rajpurkar/squad), split by article,
-subsample. An example is a dict: id, title, context, question, answers {text: [...], answer_start: [...]}."""
+"""SQuAD v1.1: load and validate the official JSON (local dev file or the hub's rajpurkar/squad), split by article
+(subsampling: lib.data.sampling.cap). An example is a dict: id, title, context, question, answers {text: [...],
+answer_start: [...]}."""
 from __future__ import annotations
 
 import json
@@ -93,11 +94,3 @@ def split_by_article(examples: list[dict], eval_articles: int, seed: int = 0) ->
     rng = random.Random(seed)
     ev = set(rng.sample(titles, eval_articles))
     return [e for e in examples if e["title"] not in ev], [e for e in examples if e["title"] in ev]
-
-
-def subsample(examples: list[dict], n: int, seed: int = 0) -> list[dict]:
-    """At most n examples (0: all), seeded, keeping the original order."""
-    if not n or n >= len(examples):
-        return list(examples)
-    keep = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in keep]

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, precision_recall_curve
 
+from lib.data import sampling
 from lib.models.pair_scorers import (
     PairBatches,
     PromptBatches,
@@ -343,7 +344,10 @@ def train_cross_encoder(P, mentions: dict, pairs: dict, train_pairs: pd.DataFram
 
     def batches(sp, pp, **kw):
         return PairBatches(tok, mentions[sp], pp, P.FORMAT, P.MAX_LENGTH, context_words=P.CONTEXT_WORDS, **kw)
-    eval_pairs = stratified_sample(pairs["dev"][candidates["dev"]].reset_index(drop=True), P.MAX_EVAL_PAIRS, P.SEED)
+    dev_candidates = pairs["dev"][candidates["dev"]].reset_index(drop=True)
+    sampling.record(P.meta.setdefault("caps", []), "MAX_EVAL_PAIRS", P.MAX_EVAL_PAIRS, len(dev_candidates),
+                    "dev candidates scored at each checkpoint evaluation")
+    eval_pairs = stratified_sample(dev_candidates, P.MAX_EVAL_PAIRS, P.SEED)
     eval_batches = batches("dev", eval_pairs, batch_size=P.EVAL_BATCH_SIZE, sort_by_length=True)
 
     def evaluate(m):

@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 
 from lib.core.errors import LabError
-from lib.data import sentence_tasks
+from lib.data import sampling, sentence_tasks
 from lib.data.sentence_tasks import TaskData
 from lib.models import registry
 from lib.models.multitask_bert import (
@@ -171,16 +171,19 @@ class MultitaskLoss:
         return loss
 
 
-def prepare(data_dir, v_names, quora_eval_size=4000, max_train=(0, 0, 0), max_eval=0, on_bad="error", seed=0):
+def prepare(data_dir, v_names, quora_eval_size=4000, max_train=(0, 0, 0), max_eval=0, on_bad="error", seed=0,
+            caps: list | None = None):
     """Load the three tasks (+ the extra data the variants need). Returns (train, extra, dev, test, info):
     train/dev TaskData; extra {task: DataFrame} added per variant; test {task: DataFrame of id + text}.
     Quora: only quora-dev.csv exists offline, split into a training part and a disjoint evaluation part
     (lib.data.sentence_tasks.quora_split, no question in both). Caps (max_train = [SST, PARA, STS], max_eval per task) take a
-    seeded random subset."""
+    seeded random subset; each one that applied is appended to `caps` (lib.data.sampling.record)."""
     rng, dev_rng = np.random.default_rng(seed), np.random.default_rng([seed, 1])
     info = {"dropped": {}}
 
-    def cap(df, n, r=rng):
+    def cap(df, n, r=rng, name="", what=""):
+        if name:
+            sampling.record(caps, name, n, len(df), what)
         return df if not n or len(df) <= n else df.iloc[np.sort(r.choice(len(df), n, replace=False))]
 
     def rd(task, split):
@@ -199,12 +202,15 @@ def prepare(data_dir, v_names, quora_eval_size=4000, max_train=(0, 0, 0), max_ev
     quora = rd("quora", "dev")
     q_tr, q_ev = sentence_tasks.quora_split(quora, quora_eval_size, seed)
     sts_tr, sts_dev = rd("sts", "train"), rd("sts", "dev")
-    train_ = TaskData({"sst": cap(sst_tr, max_train[0]).reset_index(drop=True),
-                       "para": cap(pairs(q_tr, "is_duplicate"), max_train[1]),
-                       "sts": cap(pairs(sts_tr, "similarity"), max_train[2])})
-    dev = TaskData({"sst": cap(sst_dev, max_eval, dev_rng).reset_index(drop=True),  # own rng: the same evaluation
-                    "para": cap(pairs(q_ev, "is_duplicate"), max_eval, dev_rng),       # examples whatever the
-                    "sts": cap(pairs(sts_dev, "similarity"), max_eval, dev_rng)})      # training caps
+    mt = "MAX_TRAIN_SAMPLES"
+    train_ = TaskData({"sst": cap(sst_tr, max_train[0], name=f"{mt}[0]", what="SST training sentences").reset_index(drop=True),
+                       "para": cap(pairs(q_tr, "is_duplicate"), max_train[1], name=f"{mt}[1]", what="Quora training pairs"),
+                       "sts": cap(pairs(sts_tr, "similarity"), max_train[2], name=f"{mt}[2]", what="STS training pairs")})
+    # the dev sets have their own rng: the same evaluation examples whatever the training caps
+    me = "MAX_EVAL_SAMPLES"
+    dev = TaskData({"sst": cap(sst_dev, max_eval, dev_rng, me, "SST dev sentences").reset_index(drop=True),
+                    "para": cap(pairs(q_ev, "is_duplicate"), max_eval, dev_rng, me, "Quora evaluation pairs"),
+                    "sts": cap(pairs(sts_dev, "similarity"), max_eval, dev_rng, me, "STS dev pairs")})
     test = {"sst": rd("sst", "test").reset_index(drop=True), "sts": pairs(rd("sts", "test"))}
     extra = {}
     vs = [variant(n) for n in v_names]

@@ -177,7 +177,4 @@ def headline_metrics_notes(P, runs: VariantRuns, info: dict) -> tuple[dict, dict
     if P.get("ENCODER_DROPOUT", -1) >= 0:
         notes.append(f"encoder dropout {P.ENCODER_DROPOUT:g} in the task losses (the checkpoint's own replaced: faster "
                      f"on CPU, lib.running.bench dropout); SimCSE's passes drop with {P.SIMCSE['dropout']:g}, its augmentation")
-    if any(P.MAX_TRAIN_SAMPLES) or P.MAX_EVAL_SAMPLES:
-        notes.append(f"subsampled: training caps SST/PARA/STS {P.MAX_TRAIN_SAMPLES}, evaluation cap "
-                     f"{P.MAX_EVAL_SAMPLES} per task")
     return headline, metrics, notes

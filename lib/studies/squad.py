@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lib.data.squad import load_dev, load_hub, split_by_article, subsample
+from lib.data import sampling
+from lib.data.squad import load_dev, load_hub, split_by_article
 from lib.evaluation.qa_postprocess import postprocess, squad_scores
 from lib.models.qa import (
     Embedder,
@@ -65,9 +66,10 @@ def load_splits(P) -> dict:
         src = (f"dev-v1.1.json only ({len(dev):,} questions, {len({e['title'] for e in dev})} articles), "
                f"split by article with seed {P.SEED}: {P.ARTICLES['eval']} articles evaluate, the rest train")
     train_part, val = split_by_article(full_train, P.ARTICLES["val"], P.SEED + 1)
-    parts = {"train": subsample(train_part, P.MAX_TRAIN_SAMPLES, P.SEED),
-             "val": subsample(val, P.MAX_VAL_SAMPLES, P.SEED),
-             "test": subsample(test, P.MAX_EVAL_SAMPLES, P.SEED)}
+    caps = P.meta.setdefault("caps", [])  # the run's record of the caps that applied (the report card lists them)
+    parts = {"train": sampling.cap(train_part, P.MAX_TRAIN_SAMPLES, "MAX_TRAIN_SAMPLES", P.SEED, "training questions", caps),
+             "val": sampling.cap(val, P.MAX_VAL_SAMPLES, "MAX_VAL_SAMPLES", P.SEED, "validation questions", caps),
+             "test": sampling.cap(test, P.MAX_EVAL_SAMPLES, "MAX_EVAL_SAMPLES", P.SEED, "held-out questions", caps)}
     lines = [f"source: {src}",
              _describe("training part (before subsampling)", train_part),
              _describe("validation part, early stopping (before subsampling)", val),

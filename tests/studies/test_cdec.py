@@ -379,6 +379,9 @@ def test_sample_pairs():
     assert E.sample_pairs(df).equals(df)  # nothing asked: unchanged, unshuffled
     out = E.sample_pairs(df, neg_ratio=2, oversample_pos=3, seed=1)
     assert (len(out), int(out.label.sum())) == (2 * 3 + 4, 6)
+    caps = []  # the MAX_TRAIN_PAIRS cap is recorded for the report card, stratified: 5 of 10 keeps 1 of the 2 positives
+    out = E.sample_pairs(df, max_pairs=5, seed=1, caps=caps)
+    assert (len(out), int(out.label.sum())) == (5, 1) and caps == ["MAX_TRAIN_PAIRS=5: 5 of 10 training pairs"]
 
 
 def test_mention_embeddings_are_cached_and_contextual(tmp_path, monkeypatch):

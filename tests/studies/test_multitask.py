@@ -352,9 +352,6 @@ def test_headline_metrics_notes_hand_made():
     assert metrics["best_variant"] == "cosine" and metrics["baseline_pretrained_probe"] == {"sst_acc": 0.2}
     assert metrics["data"] == {"quora_pairs": 100} and metrics["dropped_rows"] == {"quora/dev": 2}
     assert len(notes) == 3 and "shared warm start" in notes[2] and "every SST training sentence" in notes[2]
-    P = Params(WARM_START="", MAX_TRAIN_SAMPLES=[48, 0, 0], MAX_EVAL_SAMPLES=32)
-    notes = multitask_report.headline_metrics_notes(P, runs, info)[2]
-    assert notes[2] == "subsampled: training caps SST/PARA/STS [48, 0, 0], evaluation cap 32 per task"
     P = Params(WARM_START="", MAX_TRAIN_SAMPLES=[0, 0, 0], MAX_EVAL_SAMPLES=0, ENCODER_DROPOUT=0.0, SIMCSE={"dropout": 0.1})
     assert multitask_report.headline_metrics_notes(P, runs, info)[2][2] == (
         "encoder dropout 0 in the task losses (the checkpoint's own replaced: faster on CPU, lib.running.bench dropout); SimCSE's "
@@ -365,7 +362,14 @@ def test_evaluation_examples_do_not_depend_on_the_training_caps(data_dir):
     """prepare() draws the evaluation caps from their own rng: two runs with other training caps score the same
     dev examples (so presets compare on one dev sample); read_sst_train is every SST training sentence."""
     a = multitask.prepare(data_dir, ["baseline"], 4000, [0, 0, 0], 50, "drop", 7)
-    b = multitask.prepare(data_dir, ["baseline"], 4000, [30, 40, 20], 50, "drop", 7)
+    caps = []  # every cap that applied, for the report card
+    b = multitask.prepare(data_dir, ["baseline"], 4000, [30, 40, 20], 50, "drop", 7, caps=caps)
+    assert caps == ["MAX_TRAIN_SAMPLES[0]=30: 30 of 8544 SST training sentences",
+                    "MAX_TRAIN_SAMPLES[1]=40: 40 of 16212 Quora training pairs",
+                    "MAX_TRAIN_SAMPLES[2]=20: 20 of 6040 STS training pairs",
+                    "MAX_EVAL_SAMPLES=50: 50 of 1101 SST dev sentences",
+                    "MAX_EVAL_SAMPLES=50: 50 of 4000 Quora evaluation pairs",
+                    "MAX_EVAL_SAMPLES=50: 50 of 863 STS dev pairs"]
     for t in sentence_tasks.TASKS:
         assert a[2].frames[t].equals(b[2].frames[t]) and len(a[2].frames[t]) == 50
     assert len(b[0].frames["sst"]) == 30

@@ -212,6 +212,19 @@ def test_dev_file_and_article_disjoint_split(data_dir):
         squad_data.split_by_article(exs, 48)
 
 
+def test_load_splits_records_the_caps_for_the_report_card(data_dir):
+    """The three parts are capped by the lab's one rule (lib.data.sampling.cap) and each cap lands in P.meta["caps"],
+    which the report card lists (it said "none (all data)" for a capped run before)."""
+    from lib.running.params import Params
+    from lib.studies import squad
+    P = Params(DATA_SOURCE="dev_split", DATA_DIR=str(data_dir), ARTICLES={"eval": 8, "val": 4}, SEED=42,
+               MAX_TRAIN_SAMPLES=3200, MAX_VAL_SAMPLES=120, MAX_EVAL_SAMPLES=0)
+    parts = squad.load_splits(P)
+    assert (len(parts["train"]), len(parts["val"]), len(parts["test"])) == (3200, 120, 1909)
+    assert P.meta["caps"] == ["MAX_TRAIN_SAMPLES=3200: 3200 of 7793 training questions",
+                              "MAX_VAL_SAMPLES=120: 120 of 868 validation questions"]  # MAX_EVAL_SAMPLES 0: no cap
+
+
 # ---------------------------------------------------------------- methods
 def test_methods_trainable_parameters_and_prompt_logits_align(tok):
     # MiniLM-L6: 6 layers, hidden 384. LoRA r=8 on query+value: 12 adapters x (8*384 + 384*8) = 73,728,
